@@ -1,0 +1,10 @@
+"""Data: schema, loaders, splits, tf.data pipelines and SID-to-subword layers."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from features import keras_env  # noqa: E402
+
+keras_env.check_legacy_keras()

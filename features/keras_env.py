@@ -1,0 +1,27 @@
+"""Makes sure `tf.keras` is Keras 2 (tf_keras), which TFRS 0.7.x needs.
+
+Every top-level package sets `TF_USE_LEGACY_KERAS=1` (with `setdefault`) before TensorFlow is first imported and
+then calls `check_legacy_keras()`, which fails with a clear ImportError when `tf.keras` is Keras 3 anyway (for
+example because TensorFlow was imported before the variable was set).
+"""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+
+def check_legacy_keras() -> None:
+  """Raises ImportError unless `tf.keras` resolves to tf_keras (Keras 2).
+
+  Raises:
+    ImportError: if `tf.keras` is Keras 3.
+  """
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  module = tf.keras.layers.Layer.__module__
+  if not module.startswith("tf_keras"):
+    raise ImportError(
+      "This project needs Keras 2 (the tf-keras package): TFRS 0.7 does not support Keras 3. "
+      "Set TF_USE_LEGACY_KERAS=1 before TensorFlow is first imported and install "
+      f"tf-keras==2.21.0. Received: tf.keras.layers.Layer from {module!r}."
+    )

@@ -1,0 +1,22 @@
+"""The project's one test base class."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+from absl.testing import parameterized  # noqa: E402
+
+SHARED_DATA = os.path.normpath(
+  os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-latest-small")
+)
+
+
+class TestCase(tf.test.TestCase, parameterized.TestCase):
+  """`tf.test.TestCase` + `parameterized.TestCase`, with a fresh Keras session per test."""
+
+  def setUp(self):
+    super().setUp()
+    tf.keras.backend.clear_session()
+    tf.keras.utils.set_random_seed(0)

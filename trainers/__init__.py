@@ -1,0 +1,10 @@
+"""Command-line jobs: describe data, train RQ-VAE, assign SIDs, train SPM, train ranker, experiments."""
+
+import os
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from features import keras_env  # noqa: E402
+
+keras_env.check_legacy_keras()
