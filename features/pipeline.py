@@ -67,14 +67,27 @@ def make_tf_dataset(
   """
   if batch_size <= 0:
     raise ValueError(f"`batch_size` must be positive. Received: batch_size={batch_size}")
-  columns = _columns(dataset, interactions)
+  columns = {k: tf.constant(v) for k, v in _columns(dataset, interactions).items()}
   table = tf.constant(dataset.embeddings, dtype=tf.float32)
-  ds = tf.data.Dataset.from_tensor_slices(columns)
-  if shuffle:
-    ds = ds.shuffle(min(len(interactions), 1_000_000), seed=seed, reshuffle_each_iteration=True)
-  ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+  n = len(interactions)
+  n_batches = n // batch_size if drop_remainder else -(-n // batch_size)
 
-  def to_features(batch):
+  def batch_rows(order):
+    def rows(i):
+      return order[i * batch_size : tf.minimum((i + 1) * batch_size, n)]
+
+    return tf.data.Dataset.range(n_batches).map(rows)
+
+  if shuffle:  # one fresh permutation per pass over the data, reproducible from `seed`
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+    ds = seeds.flat_map(
+      lambda s: batch_rows(tf.argsort(tf.random.stateless_uniform([n], tf.stack([s, 0]))))
+    )
+  else:
+    ds = batch_rows(tf.range(n))
+
+  def to_features(rows):
+    batch = {k: tf.gather(v, rows) for k, v in columns.items()}
     return {
       "user_id": _as_string(batch["user_id"]),
       "item_id": _as_string(batch["item_id"]),

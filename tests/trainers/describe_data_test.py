@@ -1,0 +1,48 @@
+"""Tests for the describe_data CLI (run as a subprocess, as a user would)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import tensorflow as tf
+
+from tests import base
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_SMALL = ["--synthetic_items=300", "--synthetic_users=40", "--synthetic_interactions=3000"]
+
+
+def run_job(module, *args):
+  return subprocess.run(
+    [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
+  )
+
+
+class DescribeDataTest(base.TestCase):
+  def test_writes_the_summary_json(self):
+    out = os.path.join(self.get_temp_dir(), "sub", "summary.json")
+    proc = run_job("trainers.describe_data", *_SMALL, "--split=global_time", f"--output_json={out}")
+    self.assertEqual(proc.returncode, 0, proc.stderr[-2000:])
+    with open(out) as f:
+      summary = json.load(f)
+    for key in ("n_items", "n_users", "n_interactions", "n_train", "n_eval", "n_cold_eval",
+                "n_cold_items", "n_eval_rows_unknown_user"):  # fmt: skip
+      self.assertIn(key, summary)
+    self.assertEqual(summary["n_interactions"], 3000)
+    self.assertEqual(summary["n_train"] + summary["n_eval"], 3000)
+    self.assertIn("split global_time", proc.stdout)
+
+  def test_bad_flag_value_is_named(self):
+    proc = run_job("trainers.describe_data", "--split=random")
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertIn("flag --split=random", proc.stderr)
+
+  def test_bad_fraction_is_named(self):
+    proc = run_job("trainers.describe_data", *_SMALL, "--cold_item_fraction=2")
+    self.assertNotEqual(proc.returncode, 0)
+    self.assertIn("cold_item_fraction=2", proc.stderr)
+
+
+if __name__ == "__main__":
+  tf.test.main()
