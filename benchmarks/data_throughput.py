@@ -2,9 +2,10 @@
 
   .venv/bin/python -m benchmarks.data_throughput --output_dir=runs/bench_data
 
-Measures: generation time of the items+embeddings and of the interactions (rows/s), the time to split, the tf.data
-pipeline's examples/s over the training split (batches of --batch_size, content embeddings gathered per batch), and
-the process's peak resident memory after each phase. Writes results.json and results.md atomically.
+Measures: generation time of the items+embeddings and of the interactions (rows/s), the time to
+split, the tf.data pipeline's examples/s over the training split (batches of --batch_size, content
+embeddings gathered per batch), and the process's peak resident memory after each phase. Writes
+results.json and results.md atomically.
 """
 
 import os

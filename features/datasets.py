@@ -1,4 +1,4 @@
-"""One entry point for every data source: `load_dataset(name, ...)` -> a validated `schema.Dataset`."""
+"""One entry point for every data source: `load_dataset(name, ...)` -> a validated Dataset."""
 
 import enum
 import sys
@@ -35,12 +35,13 @@ def load_dataset(
 
   Args:
     name: str. "synthetic" (built-in default), "movielens" (ml-latest-small) or "files" (your own).
-    data_dir: Optional str. Folder for movielens/files. Defaults to the shared MovieLens copy for movielens.
-    drop_invalid: bool. Drop invalid rows (reported by kind on stderr) instead of failing. Defaults to False.
-    synthetic_config: Optional SyntheticConfig. Sizes and seed of the synthetic data. Defaults to the default.
-    click_threshold: float. MovieLens rating counted as a click. Defaults to 4.0.
-    second_label_column: Optional str. For files: column of the second label. Defaults to "second_label".
-    verbose: bool. Print the validation summary even when nothing was dropped. Defaults to False.
+    data_dir: Optional str. Folder for movielens/files. Defaults to the shared MovieLens copy for
+    movielens. drop_invalid: bool. Drop invalid rows (reported by kind on stderr) instead of
+    failing. Defaults to False. synthetic_config: Optional SyntheticConfig. Sizes and seed of the
+    synthetic data. Defaults to the default. click_threshold: float. MovieLens rating counted as a
+    click. Defaults to 4.0. second_label_column: Optional str. For files: column of the second
+    label. Defaults to "second_label". verbose: bool. Print the validation summary even when nothing
+    was dropped. Defaults to False.
 
   Returns:
     The validated `schema.Dataset`.

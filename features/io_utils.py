@@ -1,4 +1,4 @@
-"""Atomic file writes: write next to the target, then `os.replace`, so a crash never leaves half a file."""
+"""Atomic writes: write next to the target, then `os.replace`; a crash never leaves half a file."""
 
 import contextlib
 import json
@@ -9,7 +9,7 @@ from typing import Any, Iterator
 
 @contextlib.contextmanager
 def atomic_path(path: str) -> Iterator[str]:
-  """Yields a temporary path in `path`'s folder; on success it is renamed to `path`, on error removed."""
+  """Yields a temp path in `path`'s folder; renamed to `path` on success, removed on error."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)

@@ -1,8 +1,8 @@
 """Makes sure `tf.keras` is Keras 2 (tf_keras), which TFRS 0.7.x needs.
 
-Every top-level package sets `TF_USE_LEGACY_KERAS=1` (with `setdefault`) before TensorFlow is first imported and
-then calls `check_legacy_keras()`, which fails with a clear ImportError when `tf.keras` is Keras 3 anyway (for
-example because TensorFlow was imported before the variable was set).
+Every top-level package sets `TF_USE_LEGACY_KERAS=1` (with `setdefault`) before TensorFlow is first
+imported and then calls `check_legacy_keras()`, which fails with a clear ImportError when `tf.keras`
+is Keras 3 anyway (for example because TensorFlow was imported before the variable was set).
 """
 
 import os

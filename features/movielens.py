@@ -1,12 +1,13 @@
 """MovieLens ml-latest-small in the canonical schema.
 
 Reads `ratings.csv`, `movies.csv` and `content_embeddings_minilm_l6.npz` (384-d MiniLM embeddings of
-"{title}. Genres: {genres}", see the data README) from a directory, in place. click = rating >= 4 (configurable);
-the second label is the rating itself. An item's `first_seen` is its first rating time; movies never rated get the
-last rating time + 1 (they enter after the data ends).
+"{title}. Genres: {genres}", see the data README) from a directory, in place. click = rating >= 4
+(configurable); the second label is the rating itself. An item's `first_seen` is its first rating
+time; movies never rated get the last rating time + 1 (they enter after the data ends).
 """
 
 import os
+from typing import Optional
 
 import numpy as np
 import pandas as pd
@@ -28,18 +29,18 @@ def default_dir() -> str:
 def _require(path: str) -> str:
   if not os.path.exists(path):
     raise FileNotFoundError(
-      f"MovieLens file not found: {path}. Pass --data_dir pointing at an ml-latest-small folder with "
-      f"{RATINGS_FILE} and {EMBEDDINGS_FILE}."
+      f"MovieLens file not found: {path}. Pass --data_dir pointing at an ml-latest-small folder "
+      f"with {RATINGS_FILE} and {EMBEDDINGS_FILE}."
     )
   return path
 
 
-def load(data_dir: str = None, click_threshold: float = 4.0) -> schema.Dataset:
+def load(data_dir: Optional[str] = None, click_threshold: float = 4.0) -> schema.Dataset:
   """Loads ml-latest-small from `data_dir` (default: `default_dir()`).
 
   Args:
-    data_dir: str. Folder holding the MovieLens CSVs and the embeddings npz. Defaults to `default_dir()`.
-    click_threshold: float. A rating at or above it is a click. Defaults to 4.0.
+    data_dir: str. Folder holding the MovieLens CSVs and the embeddings npz. Defaults to
+    `default_dir()`. click_threshold: float. A rating at or above it is a click. Defaults to 4.0.
 
   Returns:
     A `schema.Dataset` (not yet validated) with `second_label_name="rating"`.

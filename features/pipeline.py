@@ -3,8 +3,8 @@
 Each element is one dict (labels inside, as in the TFRS examples; the model pops them):
   `user_id` string[B], `item_id` string[B], `content_embedding` float32[B, D], `timestamp` int64[B],
   `click` float32[B], `second_label` float32[B].
-The content embeddings are gathered per batch from the item table inside the pipeline, so a split of 10M rows costs
-only its id columns in memory, not 10M copies of the embedding.
+The content embeddings are gathered per batch from the item table inside the pipeline, so a split of
+10M rows costs only its id columns in memory, not 10M copies of the embedding.
 """
 
 from typing import Dict
@@ -49,7 +49,7 @@ def make_tf_dataset(
   seed: int = 0,
   drop_remainder: bool = False,
 ) -> tf.data.Dataset:
-  """Builds a batched tf.data pipeline over `interactions` (rows of `dataset.interactions` or a split).
+  """Builds a batched tf.data pipeline over `interactions` (`dataset.interactions` or a split).
 
   Args:
     dataset: schema.Dataset. Supplies the item embedding table.

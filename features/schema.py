@@ -1,14 +1,17 @@
 """The canonical data schema every loader produces, and its validation.
 
 Items:
-  `item_id` int64 (unique), `first_seen` int64 (Unix seconds: when the item entered the catalogue), plus a content
-  embedding float32[D] per item, held as one `[n_items, D]` array aligned row-for-row with the items table.
+  `item_id` int64 (unique), `first_seen` int64 (Unix seconds: when the item entered the catalogue),
+  plus a content embedding float32[D] per item, held as one `[n_items, D]` array aligned row-for-row
+  with the items table.
 Interactions (impressions):
-  `user_id` (int64 or string), `item_id` int64, `timestamp` int64 (Unix seconds), `click` int8 (0/1) and
-  `second_label` float32, the target of the second task (MovieLens: the rating; synthetic: an engagement value).
+  `user_id` (int64 or string), `item_id` int64, `timestamp` int64 (Unix seconds), `click` int8 (0/1)
+  and `second_label` float32, the target of the second task (MovieLens: the rating; synthetic: an
+  engagement value).
 
-`validate()` checks all of it and raises `SchemaError` naming the problem and the offending ids or rows. Nothing is
-dropped silently: `validate(..., drop_invalid=True)` removes bad rows instead and returns a `ValidationReport` that
+`validate()` checks all of it and raises `SchemaError` naming the problem and the offending ids or
+rows. Nothing is dropped silently: `validate(..., drop_invalid=True)` removes bad rows instead and
+returns a `ValidationReport` that
 counts them by kind, which the jobs print.
 """
 
@@ -183,7 +186,8 @@ def validate(
   Args:
     dataset: Dataset. The data to check.
     expected_dim: Optional int. Required embedding width. Defaults to None (any width).
-    drop_invalid: bool. Drop bad rows (and report how many, by kind) instead of raising. Defaults to False.
+    drop_invalid: bool. Drop bad rows (and report how many, by kind) instead of raising. Defaults to
+    False.
 
   Returns:
     `(dataset, report)`: the (possibly filtered) dataset with normalised dtypes, and what was found.

@@ -1,13 +1,15 @@
 """Train/evaluation splits with cold-start slices, each reporting its counts.
 
-- `global_time` (the paper's protocol): train on interactions before a cut, evaluate on those at or after it. The
-  cut is `split_time` (Unix seconds) when given, else the `time_quantile` of interaction timestamps (default 0.8).
-  Evaluation rows whose item has no training interaction are cold.
-- `new_items`: items are ordered by their first interaction (ties by item id); the latest `cold_item_fraction`
-  (default 0.2, rounded up) are new items, and every interaction with them is held out (cold rows). For the other
-  (warm) items, each user's latest floor(`warm_holdout_fraction` x n) of their n warm interactions are held out
-  (warm rows; ties in time broken by row order). Users keep their earlier rows in training, so item cold start is
-  measured on users the model knows.
+- `global_time` (the paper's protocol): train on interactions before a cut, evaluate on those at or
+  after it. The cut is `split_time` (Unix seconds) when given, else the `time_quantile` of
+  interaction timestamps (default 0.8). Evaluation rows whose item has no training interaction are
+  cold.
+- `new_items`: items are ordered by their first interaction (ties by item id); the latest
+  `cold_item_fraction` (default 0.2, rounded up) are new items, and every interaction with them is
+  held out (cold rows). For the other (warm) items, each user's latest floor(`warm_holdout_fraction`
+  x n) of their n warm interactions are held out (warm rows; ties in time broken by row order).
+  Users keep their earlier rows in training, so item cold start is measured on users the model
+  knows.
 """
 
 import dataclasses
@@ -28,7 +30,7 @@ class SplitMethod(enum.Enum):
 
 @dataclasses.dataclass
 class Split:
-  """Training and evaluation interactions; `eval["cold"]` marks rows whose item is unseen in training."""
+  """Train and eval interactions; `eval["cold"]` marks rows whose item is unseen in training."""
 
   method: SplitMethod
   train: pd.DataFrame
@@ -82,7 +84,8 @@ def global_time_split(
   evaluation = _mark_cold(train, interactions.loc[~before].reset_index(drop=True))
   if train.empty or evaluation.empty:
     raise ValueError(
-      f"split_time={split_time} leaves {len(train)} training and {len(evaluation)} evaluation rows; "
+      f"split_time={split_time} leaves {len(train)} training and {len(evaluation)} evaluation "
+      "rows; "
       "choose a cut inside the data's time range."
     )
   cold_items = np.unique(evaluation.loc[evaluation["cold"], "item_id"].to_numpy())
@@ -93,7 +96,7 @@ def global_time_split(
 def new_items_split(
   interactions: pd.DataFrame, cold_item_fraction: float = 0.2, warm_holdout_fraction: float = 0.1
 ) -> Split:
-  """Holds out all rows of the newest items and each user's latest warm rows; see the module docstring."""
+  """Holds out all rows of the newest items and each user's latest warm rows (module docstring)."""
   _check_fraction("cold_item_fraction", cold_item_fraction)
   _check_fraction("warm_holdout_fraction", warm_holdout_fraction)
   first = interactions.groupby("item_id")["timestamp"].min().reset_index()
@@ -118,7 +121,7 @@ def new_items_split(
 
 
 def split_dataset(dataset: schema.Dataset, method: str = "global_time", **params) -> Split:
-  """Splits `dataset.interactions` with the named method (`global_time` or `new_items`) and its parameters."""
+  """Splits `dataset.interactions` by `method` ("global_time" or "new_items") and its params."""
   kind = parse_method(method)
   if kind is SplitMethod.GLOBAL_TIME:
     return global_time_split(dataset.interactions, **params)

@@ -1,28 +1,32 @@
 """The built-in synthetic dataset: deterministic, topic-structured, with cold-start items.
 
-Generative model (every draw comes from `numpy.random.default_rng(seed)` streams, so the same config gives the same
-bytes):
+Generative model (every draw comes from `numpy.random.default_rng(seed)` streams, so the same config
+gives the same bytes):
 
-1. Topic tree. `branching=(b1, b2, b3)` gives b1 top topics, each with b2 children, each with b3 leaves. Every node
-   has a random direction in R^D; a node at depth k is scaled by `level_scales[k]`. A leaf's centre is the sum of the
-   vectors on its root-to-leaf path, so leaves under one parent are close and leaves under different top topics are
-   far: similar content shares a coarse prefix, exactly what an RQ-VAE should find.
-2. Items. Item i picks a leaf (Zipf-ish topic sizes), and its content embedding is the leaf centre plus isotropic
-   noise (`item_noise`), L2-normalised. Each item also has a hidden quality q_i ~ N(0, quality_std^2) that its
-   content does not reveal (what ID memorisation can learn) and a popularity weight p_i ~ LogNormal(0,
-   popularity_sigma). Items enter the catalogue over time: first_seen_i is uniform over [0, horizon); the last
-   window therefore holds items never seen before it.
-3. Users. User u has a taste vector: the normalised sum of the centres of `user_topics` random leaves, so users
-   like whole regions of the tree; and an activity weight ~ LogNormal(0, 1).
-4. Impressions. Time is cut into `time_windows` windows. For an impression at time t (uniform over the horizon), the
-   user is drawn by activity and the item among items with first_seen <= t, with probability proportional to
-   p_i * exp(-(t - first_seen_i) / recency_scale) (popularity and recency).
+1. Topic tree. `branching=(b1, b2, b3)` gives b1 top topics, each with b2 children, each with b3
+   leaves. Every node has a random direction in R^D; a node at depth k is scaled by
+   `level_scales[k]`. A leaf's centre is the sum of the vectors on its root-to-leaf path, so leaves
+   under one parent are close and leaves under different top topics are far: similar content shares
+   a coarse prefix, exactly what an RQ-VAE should find.
+2. Items. Item i picks a leaf (Zipf-ish topic sizes), and its content embedding is the leaf centre
+   plus isotropic noise (`item_noise`), L2-normalised. Each item also has a hidden quality q_i ~
+   N(0, quality_std^2) that its content does not reveal (what ID memorisation can learn) and a
+   popularity weight p_i ~ LogNormal(0, popularity_sigma). Items enter the catalogue over time:
+   first_seen_i is uniform over [0, horizon); the last window therefore holds items never seen
+   before it.
+3. Users. User u has a taste vector: the normalised sum of the centres of `user_topics` random
+   leaves, so users like whole regions of the tree; and an activity weight ~ LogNormal(0, 1).
+4. Impressions. Time is cut into `time_windows` windows. For an impression at time t (uniform over
+   the horizon), the user is drawn by activity and the item among items with first_seen <= t, with
+   probability proportional to p_i * exp(-(t - first_seen_i) / recency_scale) (popularity and
+   recency).
 5. Labels. affinity = affinity_scale * cos(taste_u, centre of item's leaf);
    click ~ Bernoulli(sigmoid(click_bias + affinity + q_i + N(0, label_noise^2)));
    engagement (the second label) = click * softplus(affinity + 0.5 q_i + N(0, label_noise^2)).
 
-Interactions are produced in chunks of `chunk_size` impressions (`iter_interaction_chunks`), so 1M items and 10M
-interactions are generated without materialising more than one chunk of temporaries at a time.
+Interactions are produced in chunks of `chunk_size` impressions (`iter_interaction_chunks`), so 1M
+items and 10M interactions are generated without materialising more than one chunk of temporaries at
+a time.
 """
 
 import dataclasses
@@ -38,7 +42,7 @@ _DAY = 86_400
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
-  """Sizes and knobs of the synthetic generator (defaults run the pipeline in minutes on 2 cores)."""
+  """Sizes and knobs of the generator (the defaults run the pipeline in minutes on 2 cores)."""
 
   n_items: int = 10_000
   n_users: int = 2_000

@@ -1,12 +1,15 @@
 """Your own data in the canonical schema: items + embeddings + interactions files.
 
 A data directory holds:
-  items.parquet | items.csv                 `item_id` (int), optional `first_seen` (Unix seconds; default: the
+  items.parquet | items.csv                 `item_id` (int), optional `first_seen` (Unix seconds;
+  default: the
                                             item's first interaction time).
-  embeddings.npy | embeddings.npz           .npy: float[n_items, D] in the row order of the items file;
+  embeddings.npy | embeddings.npz           .npy: float[n_items, D] in the row order of the items
+  file;
                                             .npz: arrays `item_id` and `embedding` (aligned by id).
-  interactions.parquet | interactions.csv   `user_id`, `item_id`, `timestamp`, `click` (0/1), and the second label
-                                            in a column named `second_label` (or pass `second_label_column`).
+  interactions.parquet | interactions.csv   `user_id`, `item_id`, `timestamp`, `click` (0/1), and
+  the second label
+                                            in a column `second_label` (or `second_label_column`).
 """
 
 import os
@@ -59,7 +62,8 @@ def load(data_dir: str, second_label_column: Optional[str] = None) -> schema.Dat
 
   Args:
     data_dir: str. The folder with the three files.
-    second_label_column: Optional str. Column holding the second task's label. Defaults to "second_label".
+    second_label_column: Optional str. Column holding the second task's label. Defaults to
+    "second_label".
 
   Returns:
     A `schema.Dataset` (not yet validated).
@@ -76,7 +80,8 @@ def load(data_dir: str, second_label_column: Optional[str] = None) -> schema.Dat
   label = second_label_column or "second_label"
   if label not in interactions.columns:
     raise schema.SchemaError(
-      f"interactions lack the second-label column {label!r}; columns are {list(interactions.columns)}."
+      f"interactions lack the second-label column {label!r}; columns are "
+      f"{list(interactions.columns)}."
     )
   interactions = interactions.rename(columns={label: "second_label"})
   if "item_id" not in items.columns:

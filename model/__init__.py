@@ -1,4 +1,4 @@
-"""Keras layers and models: residual quantizer, RQ-VAE, SID encoder, item representations, ranker."""
+"""Keras layers and models: quantizer, RQ-VAE, SID encoder, item representations, ranker."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""Command-line jobs: describe data, train RQ-VAE, assign SIDs, train SPM, train ranker, experiments."""
+"""Command-line jobs: data, RQ-VAE, SIDs, SentencePiece, ranker, experiments, pipeline."""
 
 import os
 

@@ -1,7 +1,11 @@
-"""Describes a dataset and its split: `python -m trainers.describe_data --dataset=... --output_json=PATH`.
+"""Describes a dataset and its split.
 
-Prints a human summary and writes JSON with n_items, n_users, n_interactions, n_train, n_eval, n_cold_eval,
-n_cold_items, n_eval_rows_unknown_user (and more: click rate, embedding width, time range).
+  python -m trainers.describe_data --dataset=... --output_json=PATH
+
+
+Prints a human summary and writes JSON with n_items, n_users, n_interactions, n_train, n_eval,
+n_cold_eval, n_cold_items, n_eval_rows_unknown_user (and more: click rate, embedding width, time
+range).
 """
 
 import datetime
@@ -44,11 +48,13 @@ def _day(ts: int) -> str:
 def format_summary(s: Dict[str, Any]) -> str:
   return "\n".join(
     [
-      f"dataset {s['dataset']}: {s['n_items']:,} items (D={s['embedding_dim']}), {s['n_users']:,} users, "
+      f"dataset {s['dataset']}: {s['n_items']:,} items (D={s['embedding_dim']}), "
+      f"{s['n_users']:,} users, "
       f"{s['n_interactions']:,} interactions from {_day(s['time_min'])} to {_day(s['time_max'])}",
       f"  click rate {s['click_rate']:.3f}; second label '{s['second_label_name']}' mean "
       f"{s['second_label_mean']:.3f}",
-      f"split {s['split']} {s['split_params']}: train {s['n_train']:,} rows, eval {s['n_eval']:,} rows "
+      f"split {s['split']} {s['split_params']}: train {s['n_train']:,} rows, "
+      f"eval {s['n_eval']:,} rows "
       f"({s['n_warm_eval']:,} warm, {s['n_cold_eval']:,} cold on {s['n_cold_items']:,} new items); "
       f"{s['n_eval_rows_unknown_user']:,} eval rows from users without training data",
     ]

@@ -1,7 +1,8 @@
 """The end-to-end job on the built-in default data: `python -m trainers.pipeline --output_dir=DIR`.
 
 Stage 1 (data): loads the dataset the data flags name (synthetic by default), splits it and writes
-`DIR/data_summary.json`. Later stages (RQ-VAE, SIDs, SentencePiece, rankers, comparison) build on it.
+`DIR/data_summary.json`. Later stages (RQ-VAE, SIDs, SentencePiece, rankers, comparison) build on
+it.
 """
 
 import os

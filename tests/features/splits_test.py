@@ -56,7 +56,7 @@ class NewItemsSplitTest(base.TestCase):
       _interactions(), cold_item_fraction=0.2, warm_holdout_fraction=0.34
     )
     # ceil(0.2 * 5) = 1 cold item: item 5 (first seen last) -> rows a@7, c@9 are cold.
-    # Warm rows: a has 6 -> floor(6 * 0.34) = 2 held (a@6 item2, a@8 item1); b has 4 -> 1 held (b@9).
+    # Warm rows: a has 6 -> floor(6 * 0.34) = 2 held (a@6, a@8); b has 4 -> 1 held (b@9).
     self.assertEqual(split.cold_item_ids.tolist(), [5])
     counts = split.counts()
     self.assertEqual(counts["n_train"], 7)
