@@ -1,0 +1,135 @@
+"""Tests of the ranker and the user tower: outputs, history pooling, loss weighting, SavedModel,
+fit."""
+
+import os
+
+import numpy as np
+
+from model import dense_item, hash_item, hybrid_item, ranker, sid_item, user_tower
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from tests.base import tf
+from tests.model import ranker_stand_ins as stand_ins
+
+
+def _sid(dim):
+  return sid_item.SidItem(stand_ins.fixed_encoder(), stand_ins.UnigramStandIn(), embedding_dim=dim)
+
+
+def _item(name, dim=4):
+  if name == "hash":
+    return hash_item.HashItem(num_bins=16, embedding_dim=dim)
+  if name == "dense":
+    return dense_item.DenseItem(embedding_dim=dim)
+  if name == "sid":
+    return _sid(dim)
+  if name == "hybrid":
+    return hybrid_item.HybridItem(hash_item.HashItem(num_bins=8, embedding_dim=dim), _sid(dim), 0.3)
+  return None
+
+
+def _config(**kwargs):
+  values = dict(
+    second_label_name="rating",
+    user_buckets=32,
+    user_embedding_dim=4,
+    history_length=3,
+    hidden_units=(8,),
+  )
+  values.update(kwargs)
+  return ranker.RankerConfig(**values)
+
+
+class UserTowerTest(base.TestCase):
+  def test_pool_history_by_hand(self):
+    vectors = tf.constant(
+      [[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]], [[5.0, 6.0], [0.0, 0.0], [0.0, 0.0]]]
+    )
+    mask = tf.constant([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0]])
+    # Row 0: mean of the two real items; row 1: no history -> zeros.
+    self.assertAllClose(user_tower.pool_history(vectors, mask), [[2.0, 3.0], [0.0, 0.0]])
+
+  def test_history_uses_shared_representation(self):
+    item = hash_item.HashItem(num_bins=16, embedding_dim=2)
+    tower = user_tower.UserTower(user_buckets=8, embedding_dim=3, item_representation=item)
+    features = stand_ins.toy_batch(batch=2, history=3)
+    out = tower(features)
+    self.assertEqual(out.shape, (2, 5))
+    ids = features["history_item_id"].numpy()
+    mask = features["history_mask"].numpy()
+    vec = item({"item_id": tf.constant(ids.reshape(-1))}).numpy().reshape(2, 3, 2)
+    expected = (vec * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
+    self.assertAllClose(out[:, 3:], expected)
+    off = user_tower.UserTower(user_buckets=8, embedding_dim=3, use_history=False)
+    self.assertEqual(off(features).shape, (2, 3))
+
+  def test_bad_arguments(self):
+    with self.assertRaisesRegex(ValueError, "needs an `item_representation`"):
+      user_tower.UserTower(use_history=True)
+    with self.assertRaisesRegex(ValueError, "`user_buckets` must be positive"):
+      user_tower.UserTower(user_buckets=0, use_history=False)
+
+
+class RankerTest(base.TestCase):
+  def test_outputs(self):
+    model = ranker.Ranker(_item("sid"), _config())
+    out = model(stand_ins.toy_batch(batch=5))
+    self.assertEqual(sorted(out), ["ctr", "rating"])
+    self.assertEqual(out["ctr"].shape, (5,))
+    self.assertTrue(np.all((out["ctr"].numpy() > 0) & (out["ctr"].numpy() < 1)))
+    self.assertEqual(
+      model.input_keys,
+      ("user_id", "content_embedding", "history_content_embedding", "history_mask"),
+    )
+
+  def test_loss_weighting(self):
+    features = stand_ins.toy_batch(batch=6)
+    model = ranker.Ranker(_item("hash"), _config(click_weight=1.0, second_weight=0.0))
+    logit, second = model.heads(features)
+    bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)(features["click"], logit)
+    mse = tf.keras.losses.MeanSquaredError()(features["second_label"], second)
+    self.assertAllClose(model.compute_loss(features), bce)
+    model.config.click_weight, model.config.second_weight = 0.0, 1.0
+    self.assertAllClose(model.compute_loss(features), mse)
+    model.config.click_weight, model.config.second_weight = 2.0, 0.25
+    self.assertAllClose(model.compute_loss(features), 2.0 * bce + 0.25 * mse)
+
+  def test_config_validation_and_round_trip(self):
+    config = _config(second_weight=0.3)
+    self.assertEqual(ranker.RankerConfig.from_dict(config.to_dict()), config)
+    with self.assertRaisesRegex(ValueError, "Loss weights must be non-negative"):
+      _config(click_weight=0.0, second_weight=0.0)
+    with self.assertRaisesRegex(ValueError, "needs an item representation"):
+      ranker.Ranker(None, _config(use_history=True))
+
+  @base.parameterized.named_parameters(
+    ("hash", "hash", True),
+    ("dense", "dense", True),
+    ("sid", "sid", True),
+    ("hybrid", "hybrid", True),
+    ("hash_no_history", "hash", False),
+    ("user_only", None, False),
+  )
+  def test_fit_and_saved_model(self, scheme, use_history):
+    model = ranker.Ranker(_item(scheme), _config(use_history=use_history))
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+    batch = stand_ins.toy_batch(batch=16)
+    ds = tf.data.Dataset.from_tensors(batch).repeat(8)
+    first = float(model.compute_loss(batch))
+    history = model.fit(ds, epochs=2, verbose=0)
+    self.assertIn("auc", history.history)
+    self.assertLess(float(model.compute_loss(batch)), first)
+    path = os.path.join(self.get_temp_dir(), "ranker")
+    spec = ranker.save(model, path, content_dim=stand_ins.D)
+    inputs = {k: batch[k] for k in spec}
+    expected = model(inputs)
+    loaded = tf.saved_model.load(path)
+    got = loaded.signatures["serving_default"](**inputs)
+    self.assertAllClose(got["ctr"], expected["ctr"])
+    self.assertAllClose(got["rating"], expected["rating"])
+    if scheme in ("sid", "hybrid"):
+      codes = loaded.signatures["semantic_id"](content_embedding=batch["content_embedding"])
+      self.assertEqual(codes["codes"].shape, (16, stand_ins.LEVELS))
+
+
+if __name__ == "__main__":
+  tf.test.main()
