@@ -37,7 +37,9 @@ def _peak_rss_gib() -> float:
 def _generate(cfg: synthetic.SyntheticConfig):
   t0 = time.perf_counter()
   world = synthetic._world(cfg)  # pylint: disable=protected-access
-  items = pd.DataFrame({"item_id": range(cfg.n_items), "first_seen": world.first_seen})
+  items = pd.DataFrame(
+    {"item_id": range(cfg.n_items), "first_seen": world.first_seen + cfg.start_time}
+  )
   embeddings = synthetic._item_embeddings(cfg, world)  # pylint: disable=protected-access
   t_items = time.perf_counter() - t0
   chunks, t0 = [], time.perf_counter()

@@ -12,7 +12,7 @@ gives the same bytes):
    plus isotropic noise (`item_noise`), L2-normalised. Each item also has a hidden quality q_i ~
    N(0, quality_std^2) that its content does not reveal (what ID memorisation can learn) and a
    popularity weight p_i ~ LogNormal(0, popularity_sigma). Items enter the catalogue over time:
-   first_seen_i is uniform over [0, horizon); the last window therefore holds items never seen
+   first_seen_i is uniform over [start_time, start_time + horizon); the last window therefore holds items never seen
    before it.
 3. Users. User u has a taste vector: the normalised sum of the centres of `user_topics` random
    leaves, so users like whole regions of the tree; and an activity weight ~ LogNormal(0, 1).
@@ -57,6 +57,9 @@ class SyntheticConfig:
   affinity_scale: float = 3.0
   click_bias: float = -1.0
   label_noise: float = 0.5
+  start_time: int = (
+    1_704_067_200  # 2024-01-01 UTC: timestamps are start_time + seconds into the horizon
+  )
   horizon_days: int = 365
   recency_days: float = 60.0
   time_windows: int = 64
@@ -190,7 +193,7 @@ def iter_interaction_chunks(
       {
         "user_id": users[order].astype(np.int64),
         "item_id": items[order],
-        "timestamp": times[order].astype(np.int64),
+        "timestamp": times[order].astype(np.int64) + cfg.start_time,
         "click": click[order],
         "second_label": engagement[order],
       }
