@@ -12,8 +12,8 @@ gives the same bytes):
    plus isotropic noise (`item_noise`), L2-normalised. Each item also has a hidden quality q_i ~
    N(0, quality_std^2) that its content does not reveal (what ID memorisation can learn) and a
    popularity weight p_i ~ LogNormal(0, popularity_sigma). Items enter the catalogue over time:
-   first_seen_i is uniform over [start_time, start_time + horizon); the last window therefore holds items never seen
-   before it.
+   first_seen_i is uniform over [start_time, start_time + horizon); the last window therefore
+   holds items never seen before it.
 3. Users. User u has a taste vector: the normalised sum of the centres of `user_topics` random
    leaves, so users like whole regions of the tree; and an activity weight ~ LogNormal(0, 1).
 4. Impressions. Time is cut into `time_windows` windows. For an impression at time t (uniform over
@@ -57,9 +57,7 @@ class SyntheticConfig:
   affinity_scale: float = 3.0
   click_bias: float = -1.0
   label_noise: float = 0.5
-  start_time: int = (
-    1_704_067_200  # 2024-01-01 UTC: timestamps are start_time + seconds into the horizon
-  )
+  start_time: int = 1_704_067_200  # 2024-01-01 UTC; timestamps are start_time + offset
   horizon_days: int = 365
   recency_days: float = 60.0
   time_windows: int = 64
@@ -211,7 +209,10 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> schema.Dataset:
   """
   world = _world(cfg)
   items = pd.DataFrame(
-    {"item_id": np.arange(cfg.n_items, dtype=np.int64), "first_seen": world.first_seen}
+    {
+      "item_id": np.arange(cfg.n_items, dtype=np.int64),
+      "first_seen": world.first_seen + cfg.start_time,
+    }
   )
   interactions = pd.concat(list(iter_interaction_chunks(cfg, world)), ignore_index=True)
   interactions = interactions.sort_values("timestamp", kind="stable").reset_index(drop=True)
