@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 
-from export import loader_check, signatures
+from export import loader_check, serving_assets, signatures
 
 _PROJECT_PACKAGES = ("export", "model", "features", "trainers", "benchmarks", "tests")
 
@@ -77,29 +77,6 @@ def resolve_export_dir(path: str) -> str:
   return os.path.join(path, max(versions, key=int))
 
 
-def sample_inputs(
-  specs: Mapping[str, tf.TensorSpec], batch_size: int, seed: int = 0, inner: int = 3
-) -> dict[str, np.ndarray]:
-  """Deterministic inputs matching `specs`; string rows include "" and a never-seen id."""
-  rng = np.random.default_rng(seed)
-  inputs = {}
-  for name, spec in sorted(specs.items()):
-    shape = [batch_size] + [inner if d is None else d for d in spec.shape.as_list()[1:]]
-    if spec.dtype == tf.string:
-      values = [f"{name}_{i % 5}" for i in range(int(np.prod(shape)))]
-      values[: min(2, len(values))] = ["", f"never_seen_{name}"][: min(2, len(values))]
-      inputs[name] = np.array(values, dtype="S").reshape(shape)
-    elif spec.dtype.is_floating:
-      inputs[name] = rng.normal(size=shape).astype(spec.dtype.as_numpy_dtype)
-    elif spec.dtype.is_integer:
-      inputs[name] = rng.integers(0, 5, size=shape).astype(spec.dtype.as_numpy_dtype)
-    elif spec.dtype == tf.bool:
-      inputs[name] = rng.random(size=shape) < 0.5
-    else:
-      raise ValueError(f"No sample data for input {name} of dtype {spec.dtype.name}")
-  return inputs
-
-
 def serialize_examples(inputs: Mapping[str, np.ndarray]) -> np.ndarray:
   """One serialized `tf.Example` per row of `inputs` (values flattened per row)."""
   batch = len(next(iter(inputs.values())))
@@ -132,7 +109,7 @@ def _max_diff(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray]) -> float
 def _run_fresh_python(export_dir: str, inputs: Mapping[str, np.ndarray], examples: np.ndarray):
   with tempfile.TemporaryDirectory() as work:
     inputs_path, outputs_path = os.path.join(work, "in.npz"), os.path.join(work, "out.npz")
-    arrays = {f"in/{k}": v for k, v in inputs.items()}
+    arrays = {f"in/{k}": v.astype("S") if v.dtype == object else v for k, v in inputs.items()}
     # Serialized protos may end in NUL bytes, which numpy's "S" dtype drops: store them as one blob.
     blob = np.frombuffer(b"".join(examples), dtype=np.uint8)
     ends = np.cumsum([len(e) for e in examples]).astype(np.int64)
@@ -162,7 +139,7 @@ def run_checks(
   loaded = tf.saved_model.load(export_dir, tags=["serve"])
   serve = loaded.signatures[signatures.SIGNATURE_DEFAULT]
   specs = serve.structured_input_signature[1]
-  inputs = sample_inputs(specs, batch_size)
+  inputs = serving_assets.sample_inputs(specs, batch_size)
   reference = {
     k: v.numpy() for k, v in serve(**{k: tf.constant(v) for k, v in inputs.items()}).items()
   }
@@ -193,11 +170,19 @@ def run_checks(
       )
     )
   if not skip_cpp:
-    results.extend(_cpp_checks(export_dir, inputs, reference, tolerance, build_dir, embedding_key))
+    results.extend(cpp_checks(export_dir, inputs, reference, tolerance, build_dir, embedding_key))
   return results
 
 
-def _cpp_checks(export_dir, inputs, reference, tolerance, build_dir, embedding_key):
+def cpp_checks(
+  export_dir: str,
+  inputs: Mapping[str, np.ndarray],
+  reference: Mapping[str, np.ndarray],
+  tolerance: float = 1e-5,
+  build_dir: str | None = None,
+  embedding_key: str = "content_embedding",
+) -> list[CheckResult]:
+  """The C++ loader checks: `serving_default` matches `reference`; bad embeddings are rejected."""
   try:
     binary = loader_check.build_binary(build_dir)
     run = loader_check.run_signature(binary, export_dir, inputs)

@@ -103,7 +103,7 @@ def _compile_command(output: str) -> list[str]:
   lib_dir = tf.sysconfig.get_lib()
   return [
     "g++",
-    "-O1",
+    "-O0",
     "-w",
     *tf.sysconfig.get_compile_flags(),
     SOURCE,

@@ -1,0 +1,182 @@
+"""Tests for export/signatures.py: the three signatures on a loaded stand-in export, bad input."""
+
+import os
+
+import numpy as np
+import tensorflow as tf  # noqa: E402  (after tests.base)
+import tensorflow_text  # noqa: E402,F401  (registers the SentencePiece ops for loading)
+from absl.testing import parameterized
+
+from export import contract_check, signatures  # noqa: E402
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tests.base import TestCase
+from tests.export import stand_in_model  # noqa: E402
+
+
+def _tensors(inputs):
+  return {name: tf.constant(value) for name, value in inputs.items()}
+
+
+class SignaturesTest(TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.export_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "signatures_export")
+    tf.keras.backend.clear_session()
+    model = stand_in_model.export(cls.export_dir)
+    cls.loaded = tf.saved_model.load(cls.export_dir)
+    # Reference outputs of the in-process model, computed before setUp clears the Keras session.
+    cls.expected = {
+      "six": model(stand_in_model.sample_inputs(6)),
+      "users": model(cls._unknown_users()),
+      "head": model(stand_in_model.sample_inputs(5)),
+      "codes": model.sid_codes(stand_in_model.sample_inputs(4)["content_embedding"]),
+    }
+
+  @staticmethod
+  def _unknown_users():
+    inputs = stand_in_model.sample_inputs(3)
+    inputs["user_id"] = np.array([b"", b"never-seen-user", b"\xff\xfe"], dtype=object)
+    return inputs
+
+  def serve(self, inputs):
+    return self.loaded.signatures[signatures.SIGNATURE_DEFAULT](**_tensors(inputs))
+
+  def test_signature_names_inputs_and_outputs(self):
+    sigs = self.loaded.signatures
+    self.assertCountEqual(sigs.keys(), ["serving_default", "predict_examples", "semantic_id"])
+    default = sigs["serving_default"]
+    inputs = default.structured_input_signature[1]
+    self.assertEqual(inputs["content_embedding"].shape.as_list(), [None, 8])
+    self.assertEqual(inputs["content_embedding"].dtype, tf.float32)
+    self.assertEqual(inputs["user_id"].dtype, tf.string)
+    outputs = default.structured_outputs
+    self.assertCountEqual(outputs, ["ctr", "second_label"])
+    self.assertEqual(outputs["ctr"].shape.as_list(), [None])
+    self.assertEqual(list(sigs["predict_examples"].structured_input_signature[1]), ["examples"])
+    self.assertEqual(sigs["semantic_id"].structured_outputs["codes"].shape.as_list(), [None, 2])
+    self.assertEqual(sigs["semantic_id"].structured_outputs["codes"].dtype, tf.int32)
+
+  def test_serving_default_matches_the_model(self):
+    inputs = stand_in_model.sample_inputs(6)
+    outputs = self.serve(inputs)
+    expected = self.expected["six"]
+    self.assertAllClose(outputs["ctr"], expected["ctr"], atol=1e-6)
+    self.assertAllClose(outputs["second_label"], expected["second_label"], atol=1e-6)
+
+  @staticmethod
+  def _with_embedding(value):
+    inputs = stand_in_model.sample_inputs(3)
+    inputs["content_embedding"] = value
+    return inputs
+
+  @parameterized.named_parameters(("nan", np.nan), ("inf", np.inf), ("minus_inf", -np.inf))
+  def test_non_finite_embedding_fails_naming_the_input(self, bad):
+    embedding = np.ones([3, 8], np.float32)
+    embedding[1, 2] = bad
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "content_embedding.*finite"):
+      self.serve(self._with_embedding(embedding))
+
+  @parameterized.named_parameters(("narrow", 7), ("wide", 9))
+  def test_wrong_embedding_width_fails_naming_the_input(self, width):
+    inputs = self._with_embedding(np.ones([3, width], np.float32))
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"content_embedding.*shape"):
+      self.serve(inputs)
+
+  def test_wrong_dtype_fails_with_invalid_argument(self):
+    inputs = self._with_embedding(np.ones([3, 8], np.float64))
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "float"):
+      self.serve(inputs)
+
+  def test_mismatched_batch_sizes_fail_naming_the_input(self):
+    inputs = stand_in_model.sample_inputs(3)
+    inputs["user_id"] = inputs["user_id"][:2]
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "user_id.*as many rows"):
+      self.serve(inputs)
+
+  def test_empty_batch_gives_empty_outputs(self):
+    outputs = self.serve(stand_in_model.sample_inputs(0))
+    self.assertEqual(outputs["ctr"].shape.as_list(), [0])
+    self.assertEqual(outputs["second_label"].shape.as_list(), [0])
+    codes = self.loaded.signatures["semantic_id"](content_embedding=tf.zeros([0, 8]))["codes"]
+    self.assertEqual(codes.shape.as_list(), [0, 2])
+
+  def test_unknown_and_empty_user_ids_get_valid_predictions(self):
+    ctr = self.serve(self._unknown_users())["ctr"].numpy()
+    self.assertEqual(ctr.shape, (3,))
+    self.assertTrue(np.all((ctr > 0) & (ctr < 1)))
+    self.assertAllClose(ctr, self.expected["users"]["ctr"], atol=1e-6)
+
+  def test_ten_thousand_rows_in_one_request(self):
+    inputs = stand_in_model.sample_inputs(10_000)
+    outputs = self.serve(inputs)
+    self.assertEqual(outputs["ctr"].shape.as_list(), [10_000])
+    self.assertTrue(np.all(np.isfinite(outputs["second_label"].numpy())))
+    self.assertAllClose(outputs["ctr"][:5], self.expected["head"]["ctr"], atol=1e-6)
+
+  def test_more_rows_than_max_batch_size_fail(self):
+    specs = stand_in_model.contract().input_specs
+    validate = tf.function(lambda f: signatures.validate_inputs(f, specs, max_batch_size=4))
+    validate(_tensors(stand_in_model.sample_inputs(4)))
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "max_batch_size=4"):
+      validate(_tensors(stand_in_model.sample_inputs(5)))
+
+  def test_predict_examples_matches_serving_default(self):
+    inputs = stand_in_model.sample_inputs(5)
+    examples = contract_check.serialize_examples(inputs)
+    from_examples = self.loaded.signatures["predict_examples"](examples=tf.constant(examples))
+    self.assertAllClose(from_examples["ctr"], self.serve(inputs)["ctr"], atol=0)
+
+  def test_predict_examples_missing_feature_fails_naming_it(self):
+    inputs = stand_in_model.sample_inputs(2)
+    del inputs["content_embedding"]
+    examples = contract_check.serialize_examples(inputs)
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "content_embedding"):
+      self.loaded.signatures["predict_examples"](examples=tf.constant(examples))
+
+  def test_semantic_id_matches_the_encoder_and_validates(self):
+    embedding = stand_in_model.sample_inputs(4)["content_embedding"]
+    codes = self.loaded.signatures["semantic_id"](content_embedding=embedding)["codes"]
+    self.assertAllEqual(codes, self.expected["codes"])
+    embedding[0, 0] = np.nan
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "content_embedding.*finite"):
+      self.loaded.signatures["semantic_id"](content_embedding=embedding)
+
+  def test_example_spec_pads_variable_length_history(self):
+    specs = {
+      "history_item_id": tf.TensorSpec([None, None], tf.string),
+      "history_embedding": tf.TensorSpec([None, None, 2], tf.float32),
+      "position": tf.TensorSpec([None], tf.int32),
+    }
+
+    def example(ids, embeddings, position):
+      feature = {
+        "history_item_id": tf.train.Feature(bytes_list=tf.train.BytesList(value=ids)),
+        "history_embedding": tf.train.Feature(float_list=tf.train.FloatList(value=embeddings)),
+        "position": tf.train.Feature(int64_list=tf.train.Int64List(value=[position])),
+      }
+      return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    serialized = [example([b"a", b"b"], [1, 2, 3, 4], 7), example([], [], 3)]
+    parsed = signatures.parse_examples(tf.constant(serialized), specs)
+    self.assertAllEqual(parsed["history_item_id"], [[b"a", b"b"], [b"", b""]])
+    self.assertAllEqual(parsed["history_embedding"], [[[1, 2], [3, 4]], [[0, 0], [0, 0]]])
+    self.assertAllEqual(parsed["position"], [7, 3])
+    self.assertEqual(parsed["position"].dtype, tf.int32)
+
+  def test_contract_rejects_bad_arguments(self):
+    emb = tf.TensorSpec([None, 8], tf.float32)
+    with self.assertRaisesRegex(ValueError, "must contain `embedding_key`"):
+      signatures.ServingContract({"user_id": tf.TensorSpec([None], tf.string)})
+    with self.assertRaisesRegex(ValueError, "batch-major"):
+      signatures.ServingContract({"content_embedding": tf.TensorSpec([4, 8], tf.float32)})
+    with self.assertRaisesRegex(ValueError, "float32\\[None, D\\]"):
+      signatures.ServingContract({"content_embedding": tf.TensorSpec([None, None], tf.float32)})
+    with self.assertRaisesRegex(ValueError, "must start with 'ctr'"):
+      signatures.ServingContract({"content_embedding": emb}, output_names=("rating",))
+    with self.assertRaisesRegex(ValueError, "max_batch_size"):
+      signatures.ServingContract({"content_embedding": emb}, max_batch_size=0)
+
+
+if __name__ == "__main__":
+  tf.test.main()
