@@ -196,12 +196,25 @@ class RQVAE(tf.keras.Model):
       return np.zeros((0, self.config.num_levels), np.int32)
     return np.concatenate(parts)
 
+  def reconstruction_mse(self, embeddings: np.ndarray, batch_size: int = 8192) -> float:
+    """Mean squared reconstruction error over every element of `embeddings` [N, D] (inference)."""
+    total = 0.0
+    for i in range(0, len(embeddings), batch_size):
+      chunk = tf.constant(embeddings[i : i + batch_size], tf.float32)
+      total += float(_squared_error(self, chunk))
+    return total / max(int(np.size(embeddings)), 1)
+
   def get_config(self):
     return {"config": dataclasses.asdict(self.config), "name": self.name}
 
   @classmethod
   def from_config(cls, config, custom_objects=None):
     return cls(**config)
+
+
+@tf.function(reduce_retracing=True)
+def _squared_error(model: RQVAE, inputs: tf.Tensor) -> tf.Tensor:
+  return tf.reduce_sum(tf.square(inputs - model(inputs, training=False)["reconstruction"]))
 
 
 def build_rqvae(config: RQVAEConfig) -> RQVAE:

@@ -1,0 +1,267 @@
+"""Trains the RQ-VAE that turns content embeddings into semantic IDs.
+
+  python -m trainers.train_rqvae --dataset=movielens --num_levels=3 --codebook_size=256 \
+      --latent_dim=256 --epochs=50 --output_dir=runs/rqvae
+
+Writes, under --output_dir:
+  model/           the trained RQ-VAE (config.json + TF checkpoint; `model.rqvae.load_rqvae`)
+  metrics.json     per-epoch losses, per-level codebook utilization and perplexity, unique-SID
+                   fraction and largest SID group, then the final SID quality over all items
+  utilization.png  codebook utilization per level over the epochs
+  backup/          Keras BackupAndRestore state while training: an interrupted run resumes from
+                   the last finished epoch when re-run with the same flags; removed on success.
+Every file is written atomically. Re-running a finished run with the same settings does nothing;
+--overwrite starts again.
+"""
+
+import dataclasses
+import json
+import os
+import shutil
+from typing import Any, Dict, List
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
+
+from features import io_utils, schema  # noqa: E402
+from model import rqvae, rqvae_metrics  # noqa: E402
+from trainers import data_flags  # noqa: E402
+
+data_flags.define()
+flags.DEFINE_string("output_dir", None, "Folder for the model, metrics.json and plots.")
+flags.DEFINE_integer("num_levels", 8, "L: codebooks (SID length). About 3-4 for ~10k items.")
+flags.DEFINE_integer("codebook_size", 2048, "K: codes per level. About 64-256 for ~10k items.")
+flags.DEFINE_integer("latent_dim", 256, "d: RQ-VAE latent width.")
+flags.DEFINE_float("beta", 0.25, "Commitment loss weight.")
+flags.DEFINE_enum("codebook_init", "kmeans", ["kmeans", "random"], "Codebook initialisation.")
+flags.DEFINE_integer("kmeans_iterations", 10, "Lloyd iterations of the k-means initialisation.")
+flags.DEFINE_bool("dead_code_reset", True, "Reset codes unused in each batch (the paper).")
+flags.DEFINE_integer("epochs", 20, "Training epochs.")
+flags.DEFINE_integer("batch_size", 1024, "Items per step; the reset draws from the batch.")
+flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+flags.DEFINE_enum(
+  "items", "all", ["all", "train"], "Train on all items, or only those in the training split."
+)
+flags.DEFINE_bool("overwrite", False, "Discard an existing run in --output_dir and start again.")
+flags.DEFINE_integer(
+  "verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch."
+)
+FLAGS = flags.FLAGS
+
+MODEL_SUBDIR = "model"
+BACKUP_SUBDIR = "backup"
+METRICS_FILE = "metrics.json"
+PLOT_FILE = "utilization.png"
+RUN_FILE = "run.json"
+
+
+def config_from_flags(input_dim: int) -> rqvae.RQVAEConfig:
+  return rqvae.RQVAEConfig(
+    input_dim=input_dim,
+    latent_dim=FLAGS.latent_dim,
+    num_levels=FLAGS.num_levels,
+    codebook_size=FLAGS.codebook_size,
+    beta=FLAGS.beta,
+    codebook_init=FLAGS.codebook_init,
+    kmeans_iterations=FLAGS.kmeans_iterations,
+    dead_code_reset=FLAGS.dead_code_reset,
+    learning_rate=FLAGS.learning_rate,
+    seed=FLAGS.seed,
+  )
+
+
+def training_embeddings(dataset: schema.Dataset, which: str) -> np.ndarray:
+  """The embeddings to train on: all items, or those with interactions in the training split."""
+  if which == "all":
+    return dataset.embeddings
+  train_ids = np.unique(data_flags.split(dataset).train["item_id"].to_numpy())
+  rows = dataset.item_index(train_ids)
+  return dataset.embeddings[rows[rows >= 0]]
+
+
+def epoch_record(epoch: int, logs: Dict[str, Any], num_levels: int) -> Dict[str, Any]:
+  """Folds Keras' flat per-level log keys (`utilization_0`, ...) into per-level lists."""
+  record: Dict[str, Any] = {"epoch": epoch + 1}
+  per_level = ("utilization", "perplexity", "item_utilization")
+  for key, value in logs.items():
+    if not any(key.startswith(f"{p}_") and key[len(p) + 1 :].isdigit() for p in per_level):
+      record[key] = float(value)
+  for prefix in per_level:
+    values = [logs.get(f"{prefix}_{level}") for level in range(num_levels)]
+    if all(v is not None for v in values):
+      record[prefix] = [float(v) for v in values]
+  return record
+
+
+def plot_utilization(path: str, epochs: List[Dict[str, Any]], title: str) -> None:
+  """PNG of per-level codebook utilization (over the epoch's batches, and over all items)."""
+  fig, ax = plt.subplots(figsize=(7, 4))
+  xs = [r["epoch"] for r in epochs]
+  num_levels = len(epochs[0].get("utilization", [])) if epochs else 0
+  colors = plt.cm.viridis(np.linspace(0, 0.9, max(num_levels, 1)))
+  for level in range(num_levels):
+    ax.plot(
+      xs, [r["utilization"][level] for r in epochs], color=colors[level], label=f"level {level}"
+    )
+    if all("item_utilization" in r for r in epochs):
+      ys = [r["item_utilization"][level] for r in epochs]
+      ax.plot(xs, ys, color=colors[level], linestyle="--", linewidth=0.8)
+  ax.set_xlabel("epoch")
+  ax.set_ylabel("fraction of codes used")
+  ax.set_ylim(0, 1.05)
+  ax.set_title(f"{title}\nsolid: used during the epoch; dashed: used by all items at epoch end")
+  ax.legend(fontsize="small", ncol=2)
+  fig.tight_layout()
+  with io_utils.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=110)
+  plt.close(fig)
+
+
+class MetricsWriter(tf.keras.callbacks.Callback):
+  """Rewrites metrics.json and the utilization PNG atomically after every epoch."""
+
+  def __init__(self, output_dir: str, header: Dict[str, Any], num_levels: int):
+    super().__init__()
+    self.output_dir = output_dir
+    self.header = header
+    self.num_levels = num_levels
+    self.epochs: List[Dict[str, Any]] = []
+    previous = os.path.join(output_dir, METRICS_FILE)
+    if os.path.exists(previous):  # Resuming: keep the epochs finished before the interruption.
+      with open(previous) as f:
+        self.epochs = json.load(f).get("epochs", [])
+
+  def on_epoch_end(self, epoch, logs=None):
+    record = epoch_record(epoch, logs or {}, self.num_levels)
+    self.epochs = [r for r in self.epochs if r["epoch"] < record["epoch"]] + [record]
+    self.write()
+
+  def write(self, **extra) -> Dict[str, Any]:
+    metrics = dict(self.header, epochs=self.epochs, **extra)
+    io_utils.write_json(os.path.join(self.output_dir, METRICS_FILE), metrics)
+    if self.epochs:
+      title = (
+        f"RQ-VAE L={self.header['config']['num_levels']} K={self.header['config']['codebook_size']}"
+      )
+      plot_utilization(os.path.join(self.output_dir, PLOT_FILE), self.epochs, title)
+    return metrics
+
+
+def _check_run_dir(output_dir: str, run: Dict[str, Any]) -> bool:
+  """True if `output_dir` already holds this finished run; raises if it holds a different one."""
+  path = os.path.join(output_dir, RUN_FILE)
+  if FLAGS.overwrite and os.path.isdir(output_dir):
+    for name in (MODEL_SUBDIR, BACKUP_SUBDIR):
+      shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    for name in (METRICS_FILE, PLOT_FILE, RUN_FILE):
+      if os.path.exists(os.path.join(output_dir, name)):
+        os.remove(os.path.join(output_dir, name))
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    previous = json.load(f)
+  if previous != json.loads(json.dumps(run)):
+    changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
+    raise app.UsageError(
+      f"--output_dir={output_dir} holds a run with other settings (differences in {changed}). "
+      "Use another --output_dir, or --overwrite to discard it."
+    )
+  metrics_path = os.path.join(output_dir, METRICS_FILE)
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      return bool(json.load(f).get("completed"))
+  return False
+
+
+def train(dataset: schema.Dataset, output_dir: str) -> Dict[str, Any]:
+  """Trains (or resumes) the RQ-VAE on `dataset` and writes everything under `output_dir`."""
+  config = config_from_flags(dataset.embedding_dim)
+  embeddings = training_embeddings(dataset, FLAGS.items)
+  if len(embeddings) == 0:
+    raise app.UsageError(f"No items to train on (--items={FLAGS.items}).")
+  run = {
+    "config": dataclasses.asdict(config),
+    "data": data_flags.describe(),
+    "items": FLAGS.items,
+    "epochs": FLAGS.epochs,
+    "batch_size": FLAGS.batch_size,
+  }
+  if _check_run_dir(output_dir, run):
+    print(f"{output_dir} already holds this finished run; nothing to do (--overwrite to redo).")
+    with open(os.path.join(output_dir, METRICS_FILE)) as f:
+      return json.load(f)
+  io_utils.write_json(os.path.join(output_dir, RUN_FILE), run)
+  tf.keras.utils.set_random_seed(FLAGS.seed)
+  model = rqvae.build_rqvae(config)
+  data = (
+    tf.data.Dataset.from_tensor_slices(embeddings.astype(np.float32))
+    .shuffle(len(embeddings), seed=FLAGS.seed, reshuffle_each_iteration=True)
+    .batch(FLAGS.batch_size)
+    .prefetch(tf.data.AUTOTUNE)
+  )
+  header = dict(run, n_train_items=int(len(embeddings)), n_items=int(dataset.n_items))
+  writer = MetricsWriter(output_dir, header, config.num_levels)
+  print(
+    f"training RQ-VAE L={config.num_levels} K={config.codebook_size} d={config.latent_dim} on "
+    f"{len(embeddings):,} items (D={config.input_dim}) for {FLAGS.epochs} epochs"
+  )
+  model.fit(
+    data,
+    epochs=FLAGS.epochs,
+    verbose=FLAGS.verbose,
+    callbacks=[
+      tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, BACKUP_SUBDIR)),
+      rqvae.SidStatsCallback(embeddings),
+      writer,
+    ],
+  )
+  digest = rqvae.save_rqvae(model, os.path.join(output_dir, MODEL_SUBDIR))
+  shutil.rmtree(os.path.join(output_dir, BACKUP_SUBDIR), ignore_errors=True)
+  codes = model.assign_codes(dataset.embeddings)
+  final = rqvae_metrics.sid_stats(codes, config.codebook_size)
+  final["reconstruction_mse"] = model.reconstruction_mse(dataset.embeddings)
+  final["n_items"] = int(dataset.n_items)
+  metrics = writer.write(final=final, fingerprint=digest, completed=True)
+  print(
+    f"done: unique-SID fraction {final['unique_sid_fraction']:.3f}, max items per SID "
+    f"{final['max_items_per_sid']}, utilization per level "
+    f"{[round(u, 3) for u in final['utilization']]}, reconstruction MSE "
+    f"{final['reconstruction_mse']:.3g}\nmodel: {os.path.join(output_dir, MODEL_SUBDIR)} "
+    f"(fingerprint {digest[:12]}); metrics: {os.path.join(output_dir, METRICS_FILE)}"
+  )
+  return metrics
+
+
+def _validate_flags() -> None:
+  if not FLAGS.output_dir:
+    raise app.UsageError("--output_dir is required.")
+  for name in ("num_levels", "codebook_size", "latent_dim", "epochs", "batch_size"):
+    if FLAGS[name].value <= 0:
+      raise app.UsageError(f"--{name} must be positive. Received: --{name}={FLAGS[name].value}")
+  if FLAGS.codebook_size < 2:
+    raise app.UsageError(
+      f"--codebook_size must be at least 2. Received: --codebook_size={FLAGS.codebook_size}"
+    )
+  if FLAGS.learning_rate <= 0 or FLAGS.beta < 0:
+    raise app.UsageError(
+      f"--learning_rate must be positive and --beta non-negative. Received: "
+      f"--learning_rate={FLAGS.learning_rate}, --beta={FLAGS.beta}"
+    )
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  _validate_flags()
+  logging.set_verbosity(logging.WARNING)
+  train(data_flags.load(), FLAGS.output_dir)
+
+
+if __name__ == "__main__":
+  app.run(main)
