@@ -40,6 +40,7 @@ def _atomic_write(path: str, data: bytes) -> None:
   fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
   with os.fdopen(fd, "wb") as f:
     f.write(data)
+  os.chmod(temp, 0o644)  # mkstemp creates 0600; the model server may run as another user.
   os.replace(temp, path)
 
 
@@ -105,6 +106,7 @@ def write_warmup_requests(
         )
       )
       writer.write(log.SerializeToString())
+  os.chmod(temp, 0o644)
   os.replace(temp, path)
   return path
 

@@ -130,3 +130,23 @@ def export(export_dir: str, max_batch_size: int = 10_000) -> StandInRanker:
   model, module = build(max_batch_size)
   module.save(export_dir)
   return model
+
+
+def save_ranker(path: str) -> StandInRanker:
+  """Saves the stand-in the way `model.ranker.save` saves the real ranker: a `serving_default`
+  taking a dict of named tensors and a `semantic_id` signature (the export_model input contract)."""
+  model = StandInRanker(train_spm())
+  model(sample_inputs(2))
+  specs = {
+    name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
+    for name, spec in contract().input_specs.items()
+  }
+  serve = tf.function(lambda features: model(features, training=False), input_signature=[specs])
+  semantic_id = tf.function(
+    lambda content: {"codes": model.sid_codes(content)},
+    input_signature=[tf.TensorSpec([None, EMBEDDING_DIM], tf.float32, name="content_embedding")],
+  )
+  tf.saved_model.save(
+    model, path, signatures={"serving_default": serve, "semantic_id": semantic_id}
+  )
+  return model

@@ -1,0 +1,257 @@
+r"""Exports a trained ranker for TF Serving: `BASE/<version>/` with three signatures and assets.
+
+Usage:
+  python -m export.export_model --ranker_dir=runs/ranker_spm --output_dir=/tmp/serving/ranker
+
+Input contract (`--ranker_dir`): trainers.train_ranker's output directory (its `saved_model/` is
+used) or any SavedModel directory whose `serving_default` signature takes named batch-major
+tensors, among them `content_embedding` float32[None, D], and returns `ctr` [B] plus the second
+task's output [B]; an optional `semantic_id` signature (content_embedding -> codes [B, L]) is
+carried over. A Keras model qualifies once saved with such a signature:
+`tf.saved_model.save(model, dir, signatures={"serving_default": fn})` with
+`fn = tf.function(lambda features: model(features), input_signature=[{name: TensorSpec}])`.
+
+Output (`--output_dir`, TF Serving's base path for one model):
+  BASE/<version>/                    SavedModel: `serving_default`, `predict_examples`,
+                                     `semantic_id` (see export/signatures.py), plus
+  BASE/<version>/assets.extra/tf_serving_warmup_requests   warm-up PredictionLogs.
+  BASE/models.config                 ModelServerConfig (base_path = --server_base_path).
+  BASE/batching_parameters.txt       BatchingParameters for --enable_batching.
+The version is one more than the highest existing version (or --version). The SavedModel is
+written to `BASE/.tmp-<version>-<pid>` and renamed into place only after it reloads and matches
+the ranker, so the model server never sees a half-written version. Re-running adds a version.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the ranker uses)
+import tqdm
+from absl import app, flags
+
+from export import contract_check, serving_assets, signatures
+
+
+@dataclasses.dataclass
+class ExportConfig:
+  """How the ranker is exported.
+
+  Attributes:
+    model_name: The model's name in models.config and requests. Defaults to "ranker".
+    version: Version directory to write; None for one more than the highest existing.
+    max_batch_size: Rows allowed per request (larger ones fail with InvalidArgument).
+    warmup_batch_sizes: Sizes of the warm-up requests. Defaults to (1, 100).
+    server_base_path: base_path written to models.config (the path inside the server container).
+      Defaults to "/models/<model_name>".
+    num_versions: Versions the server keeps loaded. Defaults to 1.
+    tolerance: Largest difference between the ranker and the export on sample rows.
+  """
+
+  model_name: str = "ranker"
+  version: int | None = None
+  max_batch_size: int = 10_000
+  warmup_batch_sizes: Sequence[int] = (1, 100)
+  server_base_path: str | None = None
+  num_versions: int = 1
+  tolerance: float = 1e-5
+
+  def __post_init__(self):
+    if not self.model_name or "/" in self.model_name:
+      raise ValueError(f"`model_name` must be a plain name. Received: {self.model_name!r}")
+    if self.version is not None and self.version < 1:
+      raise ValueError(f"`version` must be positive. Received: version={self.version}")
+    if any(size < 1 or size > self.max_batch_size for size in self.warmup_batch_sizes):
+      raise ValueError(
+        f"`warmup_batch_sizes` must be in [1, max_batch_size={self.max_batch_size}]. "
+        f"Received: {list(self.warmup_batch_sizes)}"
+      )
+
+
+def ranker_saved_model(ranker_dir: str) -> str:
+  """The SavedModel inside `ranker_dir` (its `saved_model/`, or `ranker_dir` itself)."""
+  for path in (os.path.join(ranker_dir, "saved_model"), ranker_dir):
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+      return path
+  raise FileNotFoundError(
+    f"No SavedModel in --ranker_dir={ranker_dir!r}: expected {ranker_dir}/saved_model/"
+    "saved_model.pb (trainers.train_ranker's output) or saved_model.pb in the directory itself"
+  )
+
+
+def contract_from_signature(
+  function: tf.types.experimental.ConcreteFunction, max_batch_size: int
+) -> signatures.ServingContract:
+  """The serving contract the ranker's `serving_default` implies (inputs, output names)."""
+  specs = function.structured_input_signature[1]
+  if not specs:
+    raise ValueError("The ranker's serving_default must take named tensors (keyword inputs)")
+  outputs = sorted(function.structured_outputs)
+  if signatures.CTR_KEY not in outputs:
+    raise ValueError(f"The ranker's serving_default must return 'ctr'. It returns {outputs}")
+  return signatures.ServingContract(
+    input_specs={name: tf.TensorSpec(spec.shape, spec.dtype) for name, spec in specs.items()},
+    output_names=(signatures.CTR_KEY, *[o for o in outputs if o != signatures.CTR_KEY]),
+    max_batch_size=max_batch_size,
+  )
+
+
+def serving_module(ranker: tf.Module, max_batch_size: int) -> signatures.ServingModule:
+  """Wraps a loaded ranker SavedModel in the three validated signatures."""
+  serve = ranker.signatures["serving_default"]
+  contract = contract_from_signature(serve, max_batch_size)
+  sid_fn = None
+  if signatures.SIGNATURE_SEMANTIC_ID in ranker.signatures:
+    semantic_id = ranker.signatures[signatures.SIGNATURE_SEMANTIC_ID]
+    (key,) = semantic_id.structured_input_signature[1]
+    sid_fn = lambda embedding: semantic_id(**{key: embedding})[signatures.CODES_KEY]  # noqa: E731
+  return signatures.ServingModule(
+    predict_fn=lambda features: serve(**features),
+    contract=contract,
+    sid_fn=sid_fn,
+    trackables={"ranker": ranker},
+  )
+
+
+def next_version(base_dir: str) -> int:
+  versions = (
+    [int(d) for d in os.listdir(base_dir) if d.isdigit()] if os.path.isdir(base_dir) else []
+  )
+  return max(versions, default=0) + 1
+
+
+def _max_diff(a, b) -> float:
+  return max(float(np.max(np.abs(a[k].numpy() - b[k].numpy()), initial=0.0)) for k in a)
+
+
+def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None) -> str:
+  """Exports the ranker in `ranker_dir` to `output_dir/<version>`; returns that directory.
+
+  Raises:
+    FileNotFoundError: `ranker_dir` holds no SavedModel.
+    FileExistsError: the requested version already exists.
+    ValueError: the ranker does not follow the input contract (see the module docstring), or the
+      export's predictions differ from the ranker's by more than `config.tolerance`.
+  """
+  config = config or ExportConfig()
+  saved_model = ranker_saved_model(ranker_dir)
+  steps = tqdm.tqdm(total=5, desc="export", unit="step", file=sys.stdout)
+  ranker = tf.saved_model.load(saved_model, tags=["serve"])
+  module = serving_module(ranker, config.max_batch_size)
+  steps.update()
+  os.makedirs(output_dir, exist_ok=True)
+  version = config.version or next_version(output_dir)
+  final = os.path.join(output_dir, str(version))
+  if os.path.exists(final):
+    raise FileExistsError(f"Version {version} already exists: {final}")
+  temp = os.path.join(output_dir, f".tmp-{version}-{os.getpid()}")
+  shutil.rmtree(temp, ignore_errors=True)
+  try:
+    module.save(temp)
+    steps.update()
+    specs = module.contract.input_specs
+    requests = [
+      ("serving_default", serving_assets.sample_inputs(specs, n)) for n in config.warmup_batch_sizes
+    ]
+    serving_assets.write_warmup_requests(temp, config.model_name, requests)
+    steps.update()
+    _verify(ranker, temp, specs, config.tolerance)
+    steps.update()
+    os.rename(temp, final)
+  finally:
+    shutil.rmtree(temp, ignore_errors=True)
+  base_path = config.server_base_path or f"/models/{config.model_name}"
+  serving_assets.write_model_config(
+    os.path.join(output_dir, serving_assets.MODEL_CONFIG_FILE),
+    config.model_name,
+    base_path,
+    config.num_versions,
+  )
+  serving_assets.write_batching_parameters(
+    os.path.join(output_dir, serving_assets.BATCHING_FILE),
+    serving_assets.BatchingConfig(max_batch_size=config.max_batch_size),
+  )
+  steps.update()
+  steps.close()
+  return final
+
+
+def _verify(ranker: tf.Module, export_dir: str, specs, tolerance: float) -> None:
+  """Reloads the export and checks it predicts what the ranker predicts on sample rows."""
+  inputs = {k: tf.constant(v) for k, v in serving_assets.sample_inputs(specs, 16, seed=1).items()}
+  expected = ranker.signatures["serving_default"](**inputs)
+  exported = tf.saved_model.load(export_dir).signatures["serving_default"](**inputs)
+  diff = _max_diff({k: expected[k] for k in exported}, exported)
+  if not diff <= tolerance:
+    raise ValueError(f"The export differs from the ranker by {diff:.3g} > tolerance {tolerance}")
+
+
+def directory_size(path: str) -> int:
+  """Bytes on disk under `path` (file sizes, recursively)."""
+  return sum(
+    os.path.getsize(os.path.join(root, name)) for root, _, files in os.walk(path) for name in files
+  )
+
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("ranker_dir", None, "trainers.train_ranker's output dir, or a SavedModel dir.")
+flags.DEFINE_string("output_dir", None, "TF Serving base path for the model: versions go below.")
+flags.DEFINE_string("model_name", "ranker", "Model name (models.config, requests).")
+flags.DEFINE_integer("version", None, "Version to write (default: one more than the highest).")
+flags.DEFINE_integer("max_batch_size", 10_000, "Most rows per request.")
+flags.DEFINE_list("warmup_batch_sizes", ["1", "100"], "Rows of each warm-up request.")
+flags.DEFINE_string("server_base_path", None, "base_path in models.config (default /models/NAME).")
+flags.DEFINE_enum(
+  "check",
+  "python",
+  ["none", "python", "full"],
+  "Contract check after export: none, fresh Python process, or also the C++ loader (g++).",
+)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not FLAGS.ranker_dir or not FLAGS.output_dir:
+    raise app.UsageError("--ranker_dir and --output_dir are required")
+  try:
+    warmup = tuple(int(size) for size in FLAGS.warmup_batch_sizes)
+    config = ExportConfig(
+      model_name=FLAGS.model_name,
+      version=FLAGS.version,
+      max_batch_size=FLAGS.max_batch_size,
+      warmup_batch_sizes=warmup,
+      server_base_path=FLAGS.server_base_path,
+    )
+    export_dir = export(FLAGS.ranker_dir, FLAGS.output_dir, config)
+  except (ValueError, FileNotFoundError, FileExistsError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  loaded = tf.saved_model.load(export_dir)
+  print(f"exported {export_dir} ({directory_size(export_dir) / 1e6:.2f} MB)")
+  for name, function in loaded.signatures.items():
+    inputs = {
+      k: (v.dtype.name, v.shape.as_list())
+      for k, v in function.structured_input_signature[1].items()
+    }
+    outputs = {k: (v.dtype.name, v.shape.as_list()) for k, v in function.structured_outputs.items()}
+    print(f"  {name}: {inputs} -> {outputs}")
+  print(
+    f"wrote {os.path.join(FLAGS.output_dir, serving_assets.MODEL_CONFIG_FILE)} and "
+    f"{serving_assets.BATCHING_FILE}"
+  )
+  if FLAGS.check != "none":
+    results = contract_check.run_checks(export_dir, skip_cpp=FLAGS.check != "full")
+    print(contract_check.format_summary(results))
+    if not all(r.passed for r in results):
+      sys.exit(1)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,97 @@
+"""Tests for export/export_model.py: versioned TF Serving layout, signatures, assets, bad input."""
+
+import os
+
+import numpy as np
+import tensorflow as tf  # noqa: E402
+import tensorflow_text  # noqa: E402,F401
+
+from export import export_model, serving_assets  # noqa: E402
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tests.base import TestCase
+from tests.export import stand_in_model  # noqa: E402
+
+
+class ExportModelTest(TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    cls.ranker_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "ranker_run")
+    stand_in_model.save_ranker(os.path.join(cls.ranker_dir, "saved_model"))
+
+  def test_export_writes_versions_signatures_and_assets(self):
+    base_dir = os.path.join(self.get_temp_dir(), "serving", "ranker")
+    first = export_model.export(self.ranker_dir, base_dir)
+    second = export_model.export(
+      os.path.join(self.ranker_dir, "saved_model"), base_dir, export_model.ExportConfig()
+    )
+    self.assertEqual(first, os.path.join(base_dir, "1"))
+    self.assertEqual(second, os.path.join(base_dir, "2"))
+    self.assertCountEqual(
+      os.listdir(base_dir), ["1", "2", "models.config", "batching_parameters.txt"]
+    )
+    loaded = tf.saved_model.load(second)
+    self.assertCountEqual(loaded.signatures, ["serving_default", "predict_examples", "semantic_id"])
+    inputs = stand_in_model.sample_inputs(3)
+    ranker = tf.saved_model.load(os.path.join(self.ranker_dir, "saved_model"))
+    expected = ranker.signatures["serving_default"](**inputs)
+    outputs = loaded.signatures["serving_default"](**inputs)
+    self.assertAllClose(outputs["ctr"], expected["ctr"], atol=1e-6)
+    self.assertAllClose(outputs["second_label"], expected["second_label"], atol=1e-6)
+    self.assertAllEqual(
+      loaded.signatures["semantic_id"](content_embedding=inputs["content_embedding"])["codes"],
+      ranker.signatures["semantic_id"](content_embedding=inputs["content_embedding"])["codes"],
+    )
+    logs = serving_assets.read_warmup_requests(second)
+    self.assertEqual(
+      [log.predict_log.request.inputs["user_id"].tensor_shape.dim[0].size for log in logs], [1, 100]
+    )
+    config = serving_assets.read_model_config(os.path.join(base_dir, "models.config"))
+    self.assertEqual(config.model_config_list.config[0].base_path, "/models/ranker")
+
+  def test_wrapped_ranker_validates_input(self):
+    base_dir = os.path.join(self.get_temp_dir(), "validated")
+    export_dir = export_model.export(self.ranker_dir, base_dir)
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    inputs = stand_in_model.sample_inputs(3)
+    inputs["content_embedding"][2, 1] = np.inf
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "content_embedding.*finite"):
+      serve(**inputs)
+    empty = serve(**stand_in_model.sample_inputs(0))
+    self.assertEqual(empty["ctr"].shape.as_list(), [0])
+
+  def test_explicit_version_and_existing_version(self):
+    base_dir = os.path.join(self.get_temp_dir(), "explicit")
+    config = export_model.ExportConfig(model_name="sid_ranker", version=7, warmup_batch_sizes=(2,))
+    self.assertEqual(export_model.export(self.ranker_dir, base_dir, config), base_dir + "/7")
+    self.assertEqual(export_model.next_version(base_dir), 8)
+    with self.assertRaisesRegex(FileExistsError, "Version 7 already exists"):
+      export_model.export(self.ranker_dir, base_dir, config)
+    self.assertCountEqual(os.listdir(base_dir), ["7", "models.config", "batching_parameters.txt"])
+    (log,) = serving_assets.read_warmup_requests(base_dir + "/7")
+    self.assertEqual(log.predict_log.request.model_spec.name, "sid_ranker")
+
+  def test_bad_arguments(self):
+    with self.assertRaisesRegex(FileNotFoundError, "No SavedModel in --ranker_dir"):
+      export_model.export(self.get_temp_dir(), os.path.join(self.get_temp_dir(), "out"))
+    with self.assertRaisesRegex(ValueError, "version=0"):
+      export_model.ExportConfig(version=0)
+    with self.assertRaisesRegex(ValueError, "warmup_batch_sizes"):
+      export_model.ExportConfig(max_batch_size=10, warmup_batch_sizes=(100,))
+    with self.assertRaisesRegex(ValueError, "plain name"):
+      export_model.ExportConfig(model_name="a/b")
+
+  def test_ranker_without_ctr_is_rejected(self):
+    path = os.path.join(self.get_temp_dir(), "no_ctr")
+    module = tf.Module()
+    module.serve = tf.function(
+      lambda content_embedding: {"score": tf.reduce_sum(content_embedding, 1)},
+      input_signature=[tf.TensorSpec([None, 4], tf.float32, name="content_embedding")],
+    )
+    tf.saved_model.save(module, path, signatures={"serving_default": module.serve})
+    with self.assertRaisesRegex(ValueError, "must return 'ctr'"):
+      export_model.export(path, os.path.join(self.get_temp_dir(), "out"))
+
+
+if __name__ == "__main__":
+  tf.test.main()
