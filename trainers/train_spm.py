@@ -73,8 +73,10 @@ def summarize(
 def plot_deciles(path: str, series: Dict[str, Sequence[float]], title: str) -> None:
   """PNG of tokens per item by popularity decile (1 = most impressed), one line per scheme."""
   fig, ax = plt.subplots(figsize=(7, 4))
-  for name, values in series.items():
-    ax.plot(range(1, len(values) + 1), values, marker="o", label=name)
+  styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-."), ("v", "-"), ("x", "--")]
+  for index, (name, values) in enumerate(series.items()):
+    marker, line = styles[index % len(styles)]
+    ax.plot(range(1, len(values) + 1), values, marker=marker, linestyle=line, label=name)
   ax.set_xlabel("item popularity decile (1 = most impressed)")
   ax.set_ylabel("tokens per item")
   ax.set_xticks(range(1, 11))
