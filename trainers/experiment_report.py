@@ -152,7 +152,8 @@ def markdown(summary: Dict[str, Any]) -> str:
       f"## History feature {history}",
       "",
       "Test slice, mean±std over seeds. Δ = scheme − hashing at the same budget, user-clustered "
-      "bootstrap 95% interval. Cold rows split by users with / without a click in training (a history).",
+      "bootstrap 95% interval. Cold rows split by users with / without a click in training "
+      "(a history).",
       "",
       "| scheme | budget | rows | AUC all | GAUC all | AUC warm | AUC cold | GAUC cold | "
       "GAUC cold (known users) | GAUC cold (new users) | Δ AUC all | Δ GAUC cold | val Δ AUC | "

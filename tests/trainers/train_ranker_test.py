@@ -1,0 +1,104 @@
+"""Tests of the ranker job: a small fit for every scheme with the real SID layers, outputs, reload."""
+
+import json
+import os
+
+import numpy as np
+
+from features import datasets, splits, synthetic
+from model import item_representation, ranker, semantic_id_encoder
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from tests.base import tf
+from trainers import train_ranker
+
+_CACHE = {}
+
+
+def _setup():
+  if not _CACHE:
+    data = datasets.load_dataset(
+      "synthetic",
+      synthetic_config=synthetic.SyntheticConfig(
+        n_items=300, n_users=60, n_interactions=3000, embedding_dim=8, seed=1
+      ),
+    )
+    split = splits.split_dataset(data, "new_items")
+    rqvae = train_ranker.train_rqvae(
+      data, train_ranker.SidConfig(num_levels=2, codebook_size=4, latent_dim=8, epochs=2)
+    )
+    codes = rqvae.assign_codes(data.embeddings)
+    weights = train_ranker.impressions_per_item(data, split.train)
+    proto = train_ranker.train_spm(codes, weights, 4, 12)
+    _CACHE.update(data=data, split=split, rqvae=rqvae, proto=proto)
+  return _CACHE
+
+
+class TrainRankerTest(base.TestCase):
+  def _fit(self, scheme, output_dir, save_model=False, history=True):
+    c = _setup()
+    encoder = semantic_id_encoder.SemanticIdEncoder.from_rqvae(c["rqvae"], name="sid_encoder")
+    item_config = item_representation.ItemRepresentationConfig(
+      scheme=scheme, embedding_dim=4, table_rows=40, hybrid_sid_scheme="spm", id_dropout=0.5
+    )
+    ranker_config = ranker.RankerConfig(
+      second_label_name=c["data"].second_label_name,
+      user_buckets=100,
+      user_embedding_dim=4,
+      history_length=3,
+      hidden_units=(8,),
+      use_history=history and scheme != "none",
+    )
+    train_config = train_ranker.TrainConfig(epochs=1, batch_size=256, verbose=0)
+    return train_ranker.fit_and_evaluate(
+      c["data"],
+      c["split"],
+      item_config,
+      ranker_config,
+      train_config,
+      output_dir,
+      sid_encoder=encoder,
+      spm_model_proto=c["proto"],
+      save_model=save_model,
+    )
+
+  def test_fit_every_scheme(self):
+    for scheme in ("hash", "dense", "unigram", "bigram", "prefix", "spm", "hybrid", "none"):
+      with self.subTest(scheme):
+        out = os.path.join(self.get_temp_dir(), scheme)
+        result = self._fit(scheme, out)
+        self.assertEqual(
+          set(result["test"]), {"all", "warm", "cold", "cold_known_user", "cold_new_user"}
+        )
+        self.assertBetween(result["test"]["all"]["auc"], 0.0, 1.0)
+        with open(os.path.join(out, "metrics.json")) as f:
+          self.assertEqual(json.load(f)["test"]["all"]["rows"], len(_setup()["split"].eval))
+        self.assertTrue(os.path.isfile(os.path.join(out, "predictions.npz")))
+
+  def test_saved_ranker_reloads(self):
+    out = os.path.join(self.get_temp_dir(), "hybrid_saved")
+    self._fit("hybrid", out, save_model=True)
+    with open(os.path.join(out, "ranker_config.json")) as f:
+      config = json.load(f)
+    self.assertEqual(config["outputs"], ["ctr", "engagement"])
+    self.assertIn("history_content_embedding", config["inputs"])
+    self.assertTrue(os.path.isfile(os.path.join(out, "assets", "spm.model")))
+    features = train_ranker.dummy_features(ranker.RankerConfig.from_dict(config["ranker"]), 8)
+    features["content_embedding"] = tf.constant(
+      np.random.default_rng(0).normal(size=(1, 8)), tf.float32
+    )
+    rebuilt = train_ranker.load_ranker(out)
+    inputs = {k: features[k] for k in rebuilt.input_keys}
+    served = tf.saved_model.load(os.path.join(out, "saved_model"))
+    self.assertAllClose(
+      served.signatures["serving_default"](**inputs)["ctr"], rebuilt(inputs)["ctr"], atol=1e-6
+    )
+
+  def test_validation_split_comes_from_training_period(self):
+    split = _setup()["split"]
+    val = train_ranker.validation_split(split)
+    self.assertEqual(len(val.train) + len(val.eval), len(split.train))
+    self.assertTrue(val.eval["cold"].any())
+
+
+if __name__ == "__main__":
+  tf.test.main()
