@@ -1,4 +1,4 @@
-"""Tests of the ranker job: a small fit for every scheme with the real SID layers, outputs, reload."""
+"""Tests of the ranker job: a small fit per scheme with the real SID layers, outputs, reload."""
 
 import json
 import os
