@@ -51,11 +51,24 @@ def synthetic_sids(num_items: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
   return codes.astype(np.int32), impressions.astype(np.int64)
 
 
+def spm_budget(num_levels: int, codebook_size: int) -> int:
+  """--vocab_size when it holds every symbol, else max(2^15, L*K + 1) (with a note)."""
+  minimum = num_levels * codebook_size + 1
+  if FLAGS.vocab_size and FLAGS.vocab_size >= minimum:
+    return FLAGS.vocab_size
+  if FLAGS.vocab_size:
+    print(
+      f"note: --vocab_size={FLAGS.vocab_size} < L*K + 1 = {minimum} for L={num_levels}, "
+      f"K={codebook_size}; using {max(1 << 15, minimum)} for these SIDs."
+    )
+  return max(1 << 15, minimum)
+
+
 def build_layers(
   codes: np.ndarray, impressions: np.ndarray, num_levels: int, codebook_size: int
 ) -> Dict[str, tf.keras.layers.Layer]:
   """Every scheme's layer for SIDs of shape [N, num_levels]; SPM models trained on `codes`."""
-  budget = FLAGS.vocab_size or max(1 << 15, num_levels * codebook_size + 1)
+  budget = spm_budget(num_levels, codebook_size)
   layers = {
     "unigram": sid_ngram.SidNgram(num_levels, codebook_size, 1),
     "bigram": sid_ngram.SidNgram(num_levels, codebook_size, 2),
