@@ -38,6 +38,8 @@ from absl import app, flags
 
 from export import contract_check, serving_assets, signatures
 
+TRAINING_ONLY_CHILDREN = ("optimizer",)
+
 
 @dataclasses.dataclass
 class ExportConfig:
@@ -102,6 +104,17 @@ def contract_from_signature(
   )
 
 
+def drop_training_state(ranker: tf.Module) -> list[str]:
+  """Untracks the optimizer (Adam slots are ~2/3 of a trained Keras ranker) so it is not
+  re-exported; serving never reads it. Returns the names dropped."""
+  dropped = []
+  for name in TRAINING_ONLY_CHILDREN:
+    if hasattr(ranker, name):
+      delattr(ranker, name)
+      dropped.append(name)
+  return dropped
+
+
 def serving_module(ranker: tf.Module, max_batch_size: int) -> signatures.ServingModule:
   """Wraps a loaded ranker SavedModel in the three validated signatures."""
   serve = ranker.signatures["serving_default"]
@@ -143,6 +156,7 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
   saved_model = ranker_saved_model(ranker_dir)
   steps = tqdm.tqdm(total=5, desc="export", unit="step", file=sys.stdout)
   ranker = tf.saved_model.load(saved_model, tags=["serve"])
+  drop_training_state(ranker)
   module = serving_module(ranker, config.max_batch_size)
   steps.update()
   os.makedirs(output_dir, exist_ok=True)

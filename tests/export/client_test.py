@@ -4,13 +4,11 @@ import os
 import socket
 
 import numpy as np
-import tensorflow as tf  # noqa: E402
-import tensorflow_text  # noqa: E402,F401
 
-from export import client  # noqa: E402
-from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tests.base import TestCase
-from tests.export import serving_doubles, stand_in_model  # noqa: E402
+from export import client
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from tests.base import TestCase, tf
+from tests.export import serving_doubles, stand_in_model
 
 MODEL = "ranker"
 

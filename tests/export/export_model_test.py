@@ -3,13 +3,11 @@
 import os
 
 import numpy as np
-import tensorflow as tf  # noqa: E402
-import tensorflow_text  # noqa: E402,F401
 
-from export import export_model, serving_assets  # noqa: E402
-from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tests.base import TestCase
-from tests.export import stand_in_model  # noqa: E402
+from export import export_model, serving_assets
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from tests.base import TestCase, tf
+from tests.export import stand_in_model
 
 
 class ExportModelTest(TestCase):
@@ -70,6 +68,16 @@ class ExportModelTest(TestCase):
     self.assertCountEqual(os.listdir(base_dir), ["7", "models.config", "batching_parameters.txt"])
     (log,) = serving_assets.read_warmup_requests(base_dir + "/7")
     self.assertEqual(log.predict_log.request.model_spec.name, "sid_ranker")
+
+  def test_optimizer_state_is_not_exported(self):
+    ranker_dir = os.path.join(self.get_temp_dir(), "trained")
+    stand_in_model.save_ranker(ranker_dir, with_optimizer=True)
+    ranker_vars = tf.train.list_variables(os.path.join(ranker_dir, "variables", "variables"))
+    self.assertTrue(any("optimizer" in name for name, _ in ranker_vars))
+    export_dir = export_model.export(ranker_dir, os.path.join(self.get_temp_dir(), "pruned"))
+    names = [name for name, _ in tf.train.list_variables(export_dir + "/variables/variables")]
+    self.assertFalse([name for name in names if "optimizer" in name])
+    self.assertTrue([name for name in names if "piece_embedding" in name or "ranker" in name])
 
   def test_bad_arguments(self):
     with self.assertRaisesRegex(FileNotFoundError, "No SavedModel in --ranker_dir"):

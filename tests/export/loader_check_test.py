@@ -9,13 +9,11 @@ import os
 import shutil
 
 import numpy as np
-import tensorflow as tf  # noqa: E402
-import tensorflow_text  # noqa: E402,F401
 
-from export import contract_check, loader_check  # noqa: E402
-from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tests.base import TestCase
-from tests.export import stand_in_model  # noqa: E402
+from export import contract_check, loader_check
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from tests.base import TestCase, tf
+from tests.export import stand_in_model
 
 
 class LoaderCheckTest(TestCase):

@@ -3,14 +3,12 @@
 import os
 
 import numpy as np
-import tensorflow as tf  # noqa: E402
-import tensorflow_text  # noqa: E402,F401
 from google.protobuf import text_format
 
-from export import serving_assets  # noqa: E402
-from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from tests.base import TestCase
-from tests.export import stand_in_model  # noqa: E402
+from export import serving_assets
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from tests.base import TestCase, tf
+from tests.export import stand_in_model
 
 
 class ServingAssetsTest(TestCase):

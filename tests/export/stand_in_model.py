@@ -132,11 +132,15 @@ def export(export_dir: str, max_batch_size: int = 10_000) -> StandInRanker:
   return model
 
 
-def save_ranker(path: str) -> StandInRanker:
+def save_ranker(path: str, with_optimizer: bool = False) -> StandInRanker:
   """Saves the stand-in the way `model.ranker.save` saves the real ranker: a `serving_default`
-  taking a dict of named tensors and a `semantic_id` signature (the export_model input contract)."""
+  taking a dict of named tensors and a `semantic_id` signature (the export_model input contract).
+  `with_optimizer` compiles it with Adam and builds the slots, as a trained ranker carries them."""
   model = StandInRanker(train_spm())
   model(sample_inputs(2))
+  if with_optimizer:
+    model.compile(optimizer=tf.keras.optimizers.Adam())
+    model.optimizer.build(model.trainable_variables)
   specs = {
     name: tf.TensorSpec(spec.shape, spec.dtype, name=name)
     for name, spec in contract().input_specs.items()
