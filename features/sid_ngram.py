@@ -63,8 +63,10 @@ def checked_codes(codes: tf.Tensor, num_levels: int, codebook_size: int) -> tf.T
   """Casts codes [B, L] to int64 and asserts (in the graph) that they lie in [0, K).
 
   Raises:
-    ValueError: if the static last dimension is not `num_levels`.
-    tf.errors.InvalidArgumentError: at run time, if a code is out of range.
+    TypeError: if the codes are not integers.
+    ValueError: if the static shape is not [batch, num_levels].
+    tf.errors.InvalidArgumentError: at run time, if a code is out of range or the last dimension
+      is not `num_levels`.
   """
   codes = tf.convert_to_tensor(codes)
   if not codes.dtype.is_integer:
@@ -73,7 +75,7 @@ def checked_codes(codes: tf.Tensor, num_levels: int, codebook_size: int) -> tf.T
     raise ValueError(
       f"`codes` must have shape [batch, {num_levels}]. Received: shape={codes.shape}"
     )
-  codes = tf.cast(codes, tf.int64)
+  codes = tf.ensure_shape(tf.cast(codes, tf.int64), [None, num_levels])
   with tf.control_dependencies(
     [
       tf.debugging.assert_non_negative(codes, message="SID codes must be non-negative"),

@@ -136,6 +136,13 @@ class SidNgramTest(base.TestCase):
     ds = tf.data.Dataset.from_tensor_slices(codes).batch(2).map(layer)
     self.assertAllEqual(next(iter(ds)).to_list(), [[6, 8], [0, 1]])
 
+  def test_unknown_static_width(self):
+    layer = sid_ngram.SidNgram(num_levels=4, codebook_size=4, ngram_size=2, num_rows=10)
+    fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None], tf.int32)])
+    self.assertAllEqual(fn(tf.constant([[1, 2, 3, 0]])).to_list(), [[6, 8]])
+    with self.assertRaises(tf.errors.InvalidArgumentError):
+      fn(tf.constant([[1, 2, 3]]))
+
   def test_saved_model_round_trip(self):
     inputs = tf.keras.Input(shape=(4,), dtype=tf.int32)
     layer = sid_ngram.SidNgram(num_levels=4, codebook_size=4, ngram_size=2, num_rows=10)
