@@ -294,16 +294,20 @@ class RestClient:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("protocol", "grpc", ["grpc", "rest"], "Which API to call.")
-flags.DEFINE_string(
-  "address",
-  None,
-  "gRPC host:port (default localhost:8500) or REST base URL (default http://localhost:8501).",
-)
-flags.DEFINE_string("model_name", "ranker", "The served model's name.")
-flags.DEFINE_string("signature_name", "serving_default", "The signature to call.")
-flags.DEFINE_float("timeout_s", 1.0, "Deadline per call, in seconds.")
-flags.DEFINE_string("inputs_json", None, 'A JSON file {"input_name": [...], ...}.')
+
+
+def define_flags() -> None:
+  """Defines the CLI flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_enum("protocol", "grpc", ["grpc", "rest"], "Which API to call.")
+  flags.DEFINE_string(
+    "address",
+    None,
+    "gRPC host:port (default localhost:8500) or REST base URL (default http://localhost:8501).",
+  )
+  flags.DEFINE_string("model_name", "ranker", "The served model's name.")
+  flags.DEFINE_string("signature_name", "serving_default", "The signature to call.")
+  flags.DEFINE_float("timeout_s", 1.0, "Deadline per call, in seconds.")
+  flags.DEFINE_string("inputs_json", None, 'A JSON file {"input_name": [...], ...}.')
 
 
 def main(argv):
@@ -335,4 +339,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -215,14 +215,20 @@ def format_summary(results: list[CheckResult]) -> str:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string(
-  "export_dir", None, "A SavedModel directory, or a base dir of numeric versions."
-)
-flags.DEFINE_integer("batch_size", 8, "Rows in the sample request.")
-flags.DEFINE_float("tolerance", 1e-5, "Largest allowed absolute difference between outputs.")
-flags.DEFINE_string("build_dir", None, "Cache for the compiled C++ loader (default: ~/.cache/...).")
-flags.DEFINE_bool("skip_cpp", False, "Skip the C++ loader checks (e.g. without g++).")
-flags.DEFINE_string("embedding_key", "content_embedding", "The content-embedding input name.")
+
+
+def define_flags() -> None:
+  """Defines the CLI flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_string(
+    "export_dir", None, "A SavedModel directory, or a base dir of numeric versions."
+  )
+  flags.DEFINE_integer("batch_size", 8, "Rows in the sample request.")
+  flags.DEFINE_float("tolerance", 1e-5, "Largest allowed absolute difference between outputs.")
+  flags.DEFINE_string(
+    "build_dir", None, "Cache for the compiled C++ loader (default: ~/.cache/...)."
+  )
+  flags.DEFINE_bool("skip_cpp", False, "Skip the C++ loader checks (e.g. without g++).")
+  flags.DEFINE_string("embedding_key", "content_embedding", "The content-embedding input name.")
 
 
 def main(argv):
@@ -249,4 +255,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -214,19 +214,27 @@ def directory_size(path: str) -> int:
 
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("ranker_dir", None, "trainers.train_ranker's output dir, or a SavedModel dir.")
-flags.DEFINE_string("output_dir", None, "TF Serving base path for the model: versions go below.")
-flags.DEFINE_string("model_name", "ranker", "Model name (models.config, requests).")
-flags.DEFINE_integer("version", None, "Version to write (default: one more than the highest).")
-flags.DEFINE_integer("max_batch_size", 10_000, "Most rows per request.")
-flags.DEFINE_list("warmup_batch_sizes", ["1", "100"], "Rows of each warm-up request.")
-flags.DEFINE_string("server_base_path", None, "base_path in models.config (default /models/NAME).")
-flags.DEFINE_enum(
-  "check",
-  "python",
-  ["none", "python", "full"],
-  "Contract check after export: none, fresh Python process, or also the C++ loader (g++).",
-)
+
+
+def define_flags() -> None:
+  """Defines the CLI flags (only when run as a program, so importing this module defines none)."""
+  flags.DEFINE_string(
+    "ranker_dir", None, "trainers.train_ranker's output dir, or a SavedModel dir."
+  )
+  flags.DEFINE_string("output_dir", None, "TF Serving base path for the model: versions go below.")
+  flags.DEFINE_string("model_name", "ranker", "Model name (models.config, requests).")
+  flags.DEFINE_integer("version", None, "Version to write (default: one more than the highest).")
+  flags.DEFINE_integer("max_batch_size", 10_000, "Most rows per request.")
+  flags.DEFINE_list("warmup_batch_sizes", ["1", "100"], "Rows of each warm-up request.")
+  flags.DEFINE_string(
+    "server_base_path", None, "base_path in models.config (default /models/NAME)."
+  )
+  flags.DEFINE_enum(
+    "check",
+    "python",
+    ["none", "python", "full"],
+    "Contract check after export: none, fresh Python process, or also the C++ loader (g++).",
+  )
 
 
 def main(argv):
@@ -268,4 +276,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

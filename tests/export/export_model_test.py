@@ -1,6 +1,8 @@
 """Tests for export/export_model.py: versioned TF Serving layout, signatures, assets, bad input."""
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 
@@ -78,6 +80,21 @@ class ExportModelTest(TestCase):
     names = [name for name, _ in tf.train.list_variables(export_dir + "/variables/variables")]
     self.assertFalse([name for name in names if "optimizer" in name])
     self.assertTrue([name for name in names if "piece_embedding" in name or "ranker" in name])
+
+  def test_command_line(self):
+    base_dir = os.path.join(self.get_temp_dir(), "cli")
+    command = [sys.executable, "-m", "export.export_model", f"--output_dir={base_dir}"]
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    run = lambda *args: subprocess.run(  # noqa: E731
+      command + list(args), capture_output=True, text=True, cwd=repo
+    )
+    ok = run(f"--ranker_dir={self.ranker_dir}", "--check=none", "--model_name=sid")
+    self.assertEqual(ok.returncode, 0, ok.stderr[-2000:])
+    self.assertIn(f"exported {base_dir}/1", ok.stdout)
+    self.assertIn("semantic_id: {'content_embedding': ('float32', [None, 8])}", ok.stdout)
+    missing = run(f"--ranker_dir={base_dir}/nowhere")
+    self.assertEqual(missing.returncode, 2)
+    self.assertIn("error: No SavedModel in --ranker_dir", missing.stderr)
 
   def test_bad_arguments(self):
     with self.assertRaisesRegex(FileNotFoundError, "No SavedModel in --ranker_dir"):
