@@ -21,15 +21,14 @@ the budget
 (dense; unigram once the budget exceeds L*K) are trained once and shown at every budget.
 """
 
-import dataclasses
 import itertools
 import json
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List
 
 import numpy as np
-import tensorflow as tf  # noqa: I001  (after the project packages: they set TF_USE_LEGACY_KERAS)
+import tensorflow as tf
 from absl import app, flags
 
 from features import io_utils
@@ -67,51 +66,25 @@ flags.DEFINE_bool("user_only_floor", True, "Also train the user-only model (no i
 FLAGS = flags.FLAGS
 
 
-@dataclasses.dataclass
-class Run:
-  history: str
-  scheme: str
-  rows: int  # the budget asked for
-  seed: int
-
-  @property
-  def key(self) -> str:
-    return f"{self.history}/{self.scheme}_{self.rows}/seed{self.seed}"
-
-
-def effective_rows(scheme: str, budget: int, levels: int, k: int) -> Optional[int]:
-  """Rows the scheme really uses at `budget` (None when it has no table): equal values share a
-  run."""
-  if scheme in ("dense", "none"):
-    return None
-  if scheme == "unigram":
-    return min(budget, levels * k)
-  if scheme == "bigram":
-    return min(budget, (levels // 2) * k * k + (levels % 2) * k)
-  if scheme == "spm":
-    return max(budget, levels * k + 1)
-  return budget
-
-
-def plan(levels: int, k: int) -> List[Run]:
+def plan(levels: int, k: int) -> List[experiment_report.Run]:
   budgets = sorted(int(r) for r in FLAGS.table_rows)
   runs, seen = [], set()
   schemes = list(dict.fromkeys(["hash"] + list(FLAGS.schemes)))
   for history, scheme, budget in itertools.product(FLAGS.history, schemes, budgets):
-    eff = effective_rows(scheme, budget, levels, k)
+    eff = experiment_report.effective_rows(scheme, budget, levels, k)
     if (history, scheme, eff) in seen:
       continue
     seen.add((history, scheme, eff))
-    runs += [Run(history, scheme, budget, s) for s in range(FLAGS.seeds)]
+    runs += [experiment_report.Run(history, scheme, budget, s) for s in range(FLAGS.seeds)]
   if FLAGS.user_only_floor:
-    runs += [Run("off", "none", 0, s) for s in range(FLAGS.seeds)]
+    runs += [experiment_report.Run("off", "none", 0, s) for s in range(FLAGS.seeds)]
   return runs
 
 
 def shown_at(run_scheme: str, run_rows: int, budgets, levels, k):
   """The budgets a run's results stand for (itself, plus budgets with the same effective rows)."""
-  eff = effective_rows(run_scheme, run_rows, levels, k)
-  return [b for b in budgets if effective_rows(run_scheme, b, levels, k) == eff]
+  eff = experiment_report.effective_rows(run_scheme, run_rows, levels, k)
+  return [b for b in budgets if experiment_report.effective_rows(run_scheme, b, levels, k) == eff]
 
 
 class Artifacts:
@@ -160,7 +133,7 @@ class Artifacts:
     return self._spm[budget]
 
 
-def run_one(run: Run, dataset, split, artifacts: Artifacts) -> Dict[str, Any]:
+def run_one(run: experiment_report.Run, dataset, split, artifacts: Artifacts) -> Dict[str, Any]:
   run_dir = os.path.join(FLAGS.output_dir, "runs", run.key)
   done = os.path.join(run_dir, "metrics.json")
   if os.path.isfile(done) and os.path.isfile(os.path.join(run_dir, "predictions.npz")):
@@ -198,7 +171,7 @@ def run_one(run: Run, dataset, split, artifacts: Artifacts) -> Dict[str, Any]:
           item_config.table_rows * item_config.hybrid_hash_fraction
         )
       proto = artifacts.spm(
-        effective_rows("spm", spm_rows, encoder.num_levels, encoder.codebook_size)
+        experiment_report.effective_rows("spm", spm_rows, encoder.num_levels, encoder.codebook_size)
       )
   return train_ranker.fit_and_evaluate(
     dataset,
@@ -214,7 +187,7 @@ def run_one(run: Run, dataset, split, artifacts: Artifacts) -> Dict[str, Any]:
   )
 
 
-def load_predictions(run: Run) -> Dict[str, np.ndarray]:
+def load_predictions(run: experiment_report.Run) -> Dict[str, np.ndarray]:
   with np.load(os.path.join(FLAGS.output_dir, "runs", run.key, "predictions.npz")) as f:
     return {k: f[k] for k in f.files}
 

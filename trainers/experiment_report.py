@@ -1,7 +1,8 @@
 """Aggregation, bootstrap intervals, model choice on validation, tables and plots for
 `trainers.experiment`."""
 
-from typing import Any, Callable, Dict, List
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 
@@ -15,6 +16,32 @@ DIFFS = (
   ("gauc_cold", "cold", "gauc"),
   ("auc_cold", "cold", "auc"),
 )
+
+
+@dataclasses.dataclass
+class Run:
+  history: str
+  scheme: str
+  rows: int  # the budget asked for
+  seed: int
+
+  @property
+  def key(self) -> str:
+    return f"{self.history}/{self.scheme}_{self.rows}/seed{self.seed}"
+
+
+def effective_rows(scheme: str, budget: int, levels: int, k: int) -> Optional[int]:
+  """Rows the scheme really uses at `budget` (None when it has no table): equal values share a
+  run."""
+  if scheme in ("dense", "none"):
+    return None
+  if scheme == "unigram":
+    return min(budget, levels * k)
+  if scheme == "bigram":
+    return min(budget, (levels // 2) * k * k + (levels % 2) * k)
+  if scheme == "spm":
+    return max(budget, levels * k + 1)
+  return budget
 
 
 def _mean_std(values: List[float]) -> Dict[str, float]:
@@ -233,6 +260,34 @@ def plot(summary: Dict[str, Any], history: str, path: str) -> None:
     ax.set_title(f"{title}, history {history}")
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
+  fig.tight_layout()
+  with io_utils.atomic_path(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=110)
+  plt.close(fig)
+
+
+def bar_plot(summary: Dict[str, Any], path: str) -> None:
+  """Overall AUC and cold GAUC per scheme as bars (one budget), hashing first."""
+  import matplotlib  # noqa: PLC0415
+
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # noqa: PLC0415
+
+  from features import io_utils  # noqa: PLC0415
+
+  entries = summary["entries"]
+  names = [e["scheme"] for e in entries]
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for ax, (slice_name, metric, title) in zip(
+    axes, (("all", "auc", "overall AUC"), ("cold", "gauc", "cold-start GAUC"))
+  ):
+    values = [e["test"][slice_name][metric]["mean"] for e in entries]
+    ax.bar(names, values, color=["gray" if n == "hash" else "tab:blue" for n in names])
+    low = min(v for v in values if v == v)
+    ax.set_ylim(max(0.0, low - 0.05), max(values) + 0.02)
+    ax.set_title(f"{title} (test)")
+    ax.tick_params(axis="x", rotation=30)
+    ax.grid(axis="y", alpha=0.3)
   fig.tight_layout()
   with io_utils.atomic_path(path) as tmp:
     fig.savefig(tmp, format="png", dpi=110)

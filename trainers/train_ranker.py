@@ -14,21 +14,16 @@ BackupAndRestore (a
 killed run resumes); score validation and test; write the outputs.
 
 Outputs in DIR (each written atomically):
-  metrics.json         global AUC and GAUC per slice (all / warm / cold / cold rows of users with
-  and without
-                       training interactions), the second task's RMSE, rows per slice, train time,
-                       examples/s;
-                       the same for the validation slice under "validation".
-  predictions.npz      test-slice scores (`ctr`, second task), labels, user ids, cold flags (for
-  the bootstrap).
-  saved_model/         SavedModel: `serving_default` (raw inputs -> {"ctr", <second label>}) and,
-  for SID
-                       schemes, `semantic_id` (content_embedding -> codes).
-  checkpoint/          tf.train.Checkpoint of the ranker (rebuild with `load_ranker(DIR)`).
-  ranker_config.json   item-representation config, ranker config, SID encoder config, input spec,
-  data flags.
-  assets/spm.model     the SentencePiece model (SPM schemes).
-  logs/                TensorBoard.
+  metrics.json        global AUC and GAUC per slice (all, warm, cold, and cold rows of users with
+                      and without a training click), the second task's RMSE, rows per slice, train
+                      time, examples/s; the same for the validation slice under "validation".
+  predictions.npz     test-slice scores (`ctr`, second task), labels, user ids, cold flags.
+  saved_model/        SavedModel: `serving_default` (raw inputs -> {"ctr", <second label>}) and,
+                      for SID schemes, `semantic_id` (content_embedding -> codes).
+  checkpoint/         tf.train.Checkpoint of the ranker (rebuild with `load_ranker(DIR)`).
+  ranker_config.json  item-representation and ranker configs, SID encoder config, input spec.
+  assets/spm.model    the SentencePiece model (SPM schemes).
+  logs/               TensorBoard.
 """
 
 import dataclasses
@@ -40,7 +35,7 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 import pandas as pd
-import tensorflow as tf  # noqa: I001  (after the project packages: they set TF_USE_LEGACY_KERAS)
+import tensorflow as tf
 from absl import app, flags
 
 from features import history, io_utils, schema, splits, spm_training
