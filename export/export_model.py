@@ -39,6 +39,7 @@ from absl import app, flags
 from export import contract_check, serving_assets, signatures
 
 TRAINING_ONLY_CHILDREN = ("optimizer",)
+EMBEDDING_KEY = "content_embedding"
 
 
 @dataclasses.dataclass
@@ -100,6 +101,7 @@ def contract_from_signature(
   return signatures.ServingContract(
     input_specs={name: tf.TensorSpec(spec.shape, spec.dtype) for name, spec in specs.items()},
     output_names=(signatures.CTR_KEY, *[o for o in outputs if o != signatures.CTR_KEY]),
+    embedding_key=EMBEDDING_KEY if EMBEDDING_KEY in specs else None,
     max_batch_size=max_batch_size,
   )
 
@@ -120,7 +122,7 @@ def serving_module(ranker: tf.Module, max_batch_size: int) -> signatures.Serving
   serve = ranker.signatures["serving_default"]
   contract = contract_from_signature(serve, max_batch_size)
   sid_fn = None
-  if signatures.SIGNATURE_SEMANTIC_ID in ranker.signatures:
+  if signatures.SIGNATURE_SEMANTIC_ID in ranker.signatures and contract.embedding_key:
     semantic_id = ranker.signatures[signatures.SIGNATURE_SEMANTIC_ID]
     (key,) = semantic_id.structured_input_signature[1]
     sid_fn = lambda embedding: semantic_id(**{key: embedding})[signatures.CODES_KEY]  # noqa: E731

@@ -46,19 +46,22 @@ class ServingContract:
       Inner dimensions that are known (an embedding width) are checked in-graph; `None` inner
       dimensions (a padded history length) may vary per request.
     output_names: The prediction outputs, `ctr` first, then the second task (e.g. `second_label`).
-    embedding_key: The candidate content-embedding input, float32[B, D]. Defaults to
-      `content_embedding`.
+    embedding_key: The candidate content-embedding input, float32[B, D], or None for a model
+      that reads no content embedding (the hash-ID baseline; it then has no `semantic_id`).
+      Defaults to `content_embedding`.
     max_batch_size: Largest number of rows one request may carry; larger requests fail with
       InvalidArgument instead of exhausting the server's memory. Defaults to 10,000.
   """
 
   input_specs: Mapping[str, tf.TensorSpec]
   output_names: tuple[str, ...] = (CTR_KEY, "second_label")
-  embedding_key: str = "content_embedding"
+  embedding_key: str | None = "content_embedding"
   max_batch_size: int = 10_000
 
   def __post_init__(self):
-    if self.embedding_key not in self.input_specs:
+    if not self.input_specs:
+      raise ValueError("`input_specs` must name at least one input")
+    if self.embedding_key is not None and self.embedding_key not in self.input_specs:
       raise ValueError(
         "`input_specs` must contain `embedding_key`. Received: "
         f"embedding_key={self.embedding_key!r}, inputs={sorted(self.input_specs)}"
@@ -68,8 +71,8 @@ class ServingContract:
         raise ValueError(
           f"Every input spec must be batch-major with first dimension None. Received: {name}={spec}"
         )
-    emb = self.input_specs[self.embedding_key]
-    if emb.dtype != tf.float32 or emb.shape.rank != 2 or emb.shape[1] is None:
+    emb = self.input_specs.get(self.embedding_key)
+    if emb is not None and (emb.dtype != tf.float32 or emb.shape.rank != 2 or emb.shape[1] is None):
       raise ValueError(
         f"`{self.embedding_key}` must be float32[None, D] with D known. Received: {emb}"
       )
@@ -77,10 +80,6 @@ class ServingContract:
       raise ValueError(f"`output_names` must start with {CTR_KEY!r}. Received: {self.output_names}")
     if self.max_batch_size < 1:
       raise ValueError(f"`max_batch_size` must be positive. Received: {self.max_batch_size}")
-
-  @property
-  def embedding_dim(self) -> int:
-    return int(self.input_specs[self.embedding_key].shape[1])
 
   def named_specs(self) -> list[tf.TensorSpec]:
     """The input specs in a fixed order, each carrying its input name (the signature's keys)."""
@@ -150,7 +149,7 @@ def predict_outputs(
 ) -> dict[str, tf.Tensor]:
   """Validates `features` and runs the model; an empty batch returns empty outputs."""
   features = validate_inputs(features, contract.input_specs, contract.max_batch_size)
-  batch = tf.shape(features[contract.embedding_key])[0]
+  batch = tf.shape(features[sorted(features)[0]])[0]
 
   def run():
     outputs = predict_fn(features)
@@ -237,6 +236,8 @@ class ServingModule(tf.Module):
     name: str | None = None,
   ):
     super().__init__(name=name)
+    if sid_fn is not None and contract.embedding_key is None:
+      raise ValueError("`sid_fn` needs a content-embedding input; the contract has none")
     self._predict_fn = predict_fn
     self._sid_fn = sid_fn
     self.contract = contract

@@ -162,6 +162,33 @@ class SignaturesTest(TestCase):
     self.assertAllEqual(parsed["position"], [7, 3])
     self.assertEqual(parsed["position"].dtype, tf.int32)
 
+  def test_model_without_content_embedding(self):
+    """The hash-ID baseline reads ids only: no embedding input, no semantic_id signature."""
+    contract = signatures.ServingContract(
+      {"user_id": tf.TensorSpec([None], tf.string), "item_id": tf.TensorSpec([None], tf.string)},
+      embedding_key=None,
+    )
+
+    def predict(features):
+      ids = tf.strings.to_hash_bucket_fast(features["item_id"], 7)
+      return {"ctr": tf.cast(ids, tf.float32) / 7.0, "second_label": tf.zeros_like(ids, tf.float32)}
+
+    path = os.path.join(self.get_temp_dir(), "ids_only")
+    signatures.ServingModule(predict, contract).save(path)
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    ctr = serve(user_id=tf.constant(["a", ""]), item_id=tf.constant(["x", "y"]))["ctr"]
+    self.assertAllClose(ctr, tf.cast(tf.strings.to_hash_bucket_fast(["x", "y"], 7), tf.float32) / 7)
+    self.assertEqual(
+      serve(user_id=tf.zeros([0], tf.string), item_id=tf.zeros([0], tf.string))[
+        "ctr"
+      ].shape.as_list(),
+      [0],
+    )
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "user_id.*as many rows"):
+      serve(user_id=tf.constant(["a"]), item_id=tf.constant(["x", "y"]))
+    with self.assertRaisesRegex(ValueError, "needs a content-embedding input"):
+      signatures.ServingModule(predict, contract, sid_fn=lambda x: x)
+
   def test_contract_rejects_bad_arguments(self):
     emb = tf.TensorSpec([None, 8], tf.float32)
     with self.assertRaisesRegex(ValueError, "must contain `embedding_key`"):
