@@ -3,14 +3,11 @@
   python -m benchmarks.ranker_throughput --dataset=movielens --output_dir=/tmp/ranker_throughput
 
 All schemes are measured in one process on the same batches (the input pipeline is cached in memory
-first, so the
-figure is the model's training step: SID encoder, tokenizer, embedding lookups, history, DCN, both
-tasks and the
-optimizer). Each scheme gets `--warmup_steps` untimed steps (tracing), then `--steps` timed steps;
-the order of
-schemes is repeated `--repeats` times, interleaved, and the median is reported, so drifting machine
-load hits every
-scheme alike. Writes throughput.json, throughput.md and throughput.png in --output_dir.
+first, so the figure is the model's training step: SID encoder, tokenizer, embedding lookups,
+history, DCN, both tasks and the optimizer). Each scheme gets `--warmup_steps` untimed steps
+(tracing), then `--steps` timed steps; the order of schemes is repeated `--repeats` times,
+interleaved, and the median is reported, so drifting machine load hits every scheme alike. Writes
+throughput.json, throughput.md and throughput.png in --output_dir.
 """
 
 import os

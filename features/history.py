@@ -2,19 +2,15 @@
 timestamp.
 
 `history_rows` computes, for every target interaction, the item-table rows of the user's H most
-recent clicks in
-a log with a timestamp strictly smaller than the target's (most recent first, -1 padding). Equal
-timestamps are
-excluded, so an interaction never sees itself or anything simultaneous or later: no leakage from
-the future. Only
-an int32[N, H] index is materialised; the [B, H, D] embeddings are gathered per batch inside
-`tf.data.map`, so a
-100k-row split with D=384 and H=10 costs 4 MB here, not 1.5 GB.
+recent clicks in a log with a timestamp strictly smaller than the target's (most recent first, -1
+padding). Equal timestamps are excluded, so an interaction never sees itself or anything
+simultaneous or later: no leakage from the future. Only an int32[N, H] index is materialised; the
+[B, H, D] embeddings are gathered per batch inside `tf.data.map`, so a 100k-row split with D=384 and
+H=10 costs 4 MB here, not 1.5 GB.
 
 Features added per batch (they are also the ranker's serving inputs):
   `history_item_id` string[B, H] ("" for padding), `history_content_embedding` float32[B, H, D]
-  (zeros for
-  padding), `history_mask` float32[B, H] (1 for a real item).
+  (zeros for padding), `history_mask` float32[B, H] (1 for a real item).
 """
 
 from typing import Dict, Optional
@@ -49,9 +45,8 @@ def history_rows(
     dataset: schema.Dataset. Maps item ids to rows of its item table.
     targets: pd.DataFrame with `user_id`, `timestamp`. The interactions that need a history.
     history_length: int. H.
-    log: Optional pd.DataFrame with `user_id`, `item_id`, `timestamp`, `click`: where histories
-    come from.
-      Defaults to `dataset.interactions` (at serving time every earlier click is known).
+    log: Optional pd.DataFrame with `user_id`, `item_id`, `timestamp`, `click`: where histories come
+      from. Defaults to `dataset.interactions` (at serving time every earlier click is known).
 
   Returns:
     int32[len(targets), H]: rows into `dataset.items`, most recent first, -1 where the user has
@@ -114,15 +109,14 @@ def make_tf_dataset(
     batch_size: int. Examples per batch.
     history_length: Optional int. H; None adds no history features. Defaults to 10.
     shuffle: bool. Permute the rows once (by `seed`) and shuffle within a buffer every epoch.
-    Defaults to False.
+      Defaults to False.
     seed: int. Shuffle seed. Defaults to 0.
     log: Optional pd.DataFrame. Where histories come from; defaults to `dataset.interactions`.
     shuffle_buffer: int. Rows in the per-epoch shuffle buffer. Defaults to 16_384.
 
   Returns:
     A tf.data.Dataset of feature dicts (pipeline features + history features), in `interactions`
-    order
-    unless shuffled.
+    order unless shuffled.
   """
   if batch_size <= 0:
     raise ValueError(f"`batch_size` must be positive. Received: batch_size={batch_size}")

@@ -1,8 +1,7 @@
 """Dense content input: the item's content embedding through a learned projection.
 
 The paper's second baseline: it generalises to new items (similar content, similar vector) but
-cannot memorise
-item-specific behaviour, so it trails hashing overall.
+cannot memorise item-specific behaviour, so it trails hashing overall.
 """
 
 from typing import Any, Dict, Mapping, Optional
@@ -19,8 +18,7 @@ class DenseItem(item_representation.ItemRepresentation):
   Args:
     embedding_dim: int. Output width. Defaults to 32.
     hidden_dim: Optional int. Width of one ReLU hidden layer before the projection; None for a
-    linear
-      projection. Defaults to None.
+      linear projection. Defaults to None.
     **kwargs: passed to `tf.keras.layers.Layer`.
 
   Call arguments:

@@ -1,11 +1,9 @@
 """Random-hash item ID: the production baseline the paper compares semantic IDs against.
 
 The string item id is hashed (FarmHash fingerprint, `tf.keras.layers.Hashing`) into `num_bins`
-buckets, one
-embedding row each. With fewer buckets than items, unrelated items collide at random; a new item
-lands on a row
-learned for other items (or one never trained), which is why hashing cannot generalise to cold
-items.
+buckets, one embedding row each. With fewer buckets than items, unrelated items collide at random; a
+new item lands on a row learned for other items (or one never trained), which is why hashing cannot
+generalise to cold items.
 """
 
 from typing import Any, Dict, Mapping

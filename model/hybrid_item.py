@@ -1,12 +1,9 @@
 """Hybrid item representation: random-hash ID plus a semantic-ID scheme, summed.
 
 The ID part memorises head items, the SID part carries what similar items taught the model. With
-`id_dropout`
-the ID vector of an example is zeroed at random during training, so the model also learns to rank
-from the SID part
-alone: a new item's ID row is untrained noise, and at serving it should count for little (ID
-dropout, as in
-DropoutNet, Volkovs et al. 2017).
+`id_dropout` the ID vector of an example is zeroed at random during training, so the model also
+learns to rank from the SID part alone: a new item's ID row is untrained noise, and at serving it
+should count for little (ID dropout, as in DropoutNet, Volkovs et al. 2017).
 """
 
 from typing import Any, Dict, Mapping

@@ -1,10 +1,9 @@
 """The item-representation interface, its config, and the one factory that builds a scheme.
 
 An item representation maps the raw item features of a batch (a dict holding `item_id` string[B] and
-`content_embedding` float32[B, D]) to one vector per item, float32[B, embedding_dim]. The ranker
-and the user
-tower's history feature only ever see this interface, so a new scheme is one new class plus one
-line in `create`.
+`content_embedding` float32[B, D]) to one vector per item, float32[B, embedding_dim]. The ranker and
+the user tower's history feature only ever see this interface, so a new scheme is one new class plus
+one line in `create`.
 
 Schemes (the paper's Sec. 4 and its baselines):
   - `hash`: random-hash item ID (`hash_item.HashItem`), the production baseline.
@@ -57,18 +56,17 @@ class ItemRepresentationConfig:
     scheme: Scheme. Which representation. Defaults to HASH.
     embedding_dim: int. Width of the output vector. Defaults to 32.
     table_rows: int. Embedding-table budget in rows (hash buckets, or subword rows; for `spm` the
-    vocabulary
-      size of the SentencePiece model, which fixes the rows; for `hybrid` the total of both tables).
-      Defaults to 10_000.
+      vocabulary size of the SentencePiece model, which fixes the rows; for `hybrid` the total of
+      both tables). Defaults to 10_000.
     hybrid_sid_scheme: Scheme. The SID scheme inside `hybrid`. Defaults to PREFIX.
     hybrid_hash_fraction: float. Share of `table_rows` given to the hash part of `hybrid`. Defaults
-    to 0.5.
+      to 0.5.
     id_dropout: float. `hybrid` only: during training, the probability of zeroing an example's
-    hash-ID vector,
-      so the model learns to rank from the SID part alone, as it must for a new item. Defaults to 0.
+      hash-ID vector, so the model learns to rank from the SID part alone, as it must for a new
+      item. Defaults to 0.
     token_dropout: float. SID schemes: during training, the probability of dropping each subword
-    token other
-      than the first (the coarsest), so long pieces do not carry everything. Defaults to 0.
+      token other than the first (the coarsest), so long pieces do not carry everything. Defaults to
+      0.
     max_prefix_length: Optional int. `prefix` only: longest prefix; None means all L levels.
   """
 
@@ -120,9 +118,8 @@ class ItemRepresentation(tf.keras.layers.Layer):
   """Base class: raw item features in, float32[B, embedding_dim] out.
 
   Subclasses set `feature_keys` (the raw features they read) and implement `call(features,
-  training)`.
-  Inputs of any leading shape are not supported; callers flatten (the user tower flattens [B, H]
-  histories).
+  training)`. Inputs of any leading shape are not supported; callers flatten (the user tower
+  flattens [B, H] histories).
 
   Args:
     embedding_dim: int. Width of the output vector.
@@ -164,11 +161,10 @@ def create(
 
   Args:
     config: ItemRepresentationConfig.
-    sid_encoder: Optional layer, codes int32[B, L] from content float32[B, D]
-    (`SemanticIdEncoder`); required by
-      SID schemes and `hybrid`. Needs attributes `num_levels` and `codebook_size`.
+    sid_encoder: Optional layer, codes int32[B, L] from content float32[B, D] (`SemanticIdEncoder`);
+      required by SID schemes and `hybrid`. Needs attributes `num_levels` and `codebook_size`.
     spm_model_proto: Optional bytes. The SentencePiece model; required by `spm` (directly or in
-    `hybrid`).
+      `hybrid`).
     name: Optional layer name. Defaults to "<scheme>_item".
 
   Returns:

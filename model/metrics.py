@@ -2,12 +2,10 @@
 bootstrap.
 
 GAUC is the mean of per-user AUC over users with both labels in the slice, weighted by the user's
-rows. A ranker
-orders candidates for one user at a time, so GAUC on cold rows measures item cold start; pooled AUC
-on cold rows is
-dominated by user bias. Everything here is numpy; AUCs handle ties (a tie counts one half) and
-sample weights, so
-a bootstrap resample of users is a weight vector over rows, not a copy of them.
+rows. A ranker orders candidates for one user at a time, so GAUC on cold rows measures item cold
+start; pooled AUC on cold rows is dominated by user bias. Everything here is numpy; AUCs handle ties
+(a tie counts one half) and sample weights, so a bootstrap resample of users is a weight vector over
+rows, not a copy of them.
 """
 
 from typing import Dict, Optional, Sequence
@@ -131,8 +129,7 @@ def bootstrap_difference(
 
   Returns:
     {"diff", "low", "high", "p_below_zero"}: the point estimate, the percentile interval, and the
-    share of
-    resamples with a negative difference.
+    share of resamples with a negative difference.
   """
   labels, users = np.asarray(labels), np.asarray(users)
   if metric not in ("auc", "gauc"):

@@ -11,9 +11,8 @@ ctr          = sigmoid(click_head(shared))                      click task: BCE,
 loss         = click_weight * click_loss + second_weight * second_loss
 ```
 The item representation, the user tower and the config are constructor arguments (compose, don't
-subclass), so
-every scheme shares the same ranker. `call` returns `{"ctr": p(click)[B], <second_label_name>:
-[B]}`.
+subclass), so every scheme shares the same ranker. `call` returns `{"ctr": p(click)[B],
+<second_label_name>: [B]}`.
 """
 
 import dataclasses
@@ -96,9 +95,8 @@ class Ranker(tfrs.models.Model):
     **kwargs: passed to `tf.keras.Model`.
 
   Call arguments:
-    features: dict of raw features: `user_id` string[B], the features the item representation
-    reads, and the
-      history inputs when `config.use_history`.
+    features: dict of raw features: `user_id` string[B], the features the item representation reads,
+      and the history inputs when `config.use_history`.
 
   Returns:
     {"ctr": float32[B], config.second_label_name: float32[B]}.

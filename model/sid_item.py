@@ -1,10 +1,11 @@
 """Semantic-ID item representation: content -> SID codes -> subword tokens -> sum-pooled embeddings.
 
 All of it runs in the graph, so a served model takes the raw content embedding:
-  `SemanticIdEncoder` (frozen RQ-VAE encoder + quantizer): float32[B, D] -> codes int32[B, L]
-  subword layer (n-gram, prefix-ngram or SentencePiece): codes -> token ids, ragged int64[B,
-  (tokens)]
-  one embedding table of `tokenizer.num_rows` rows; the item vector is the SUM of its tokens' rows.
+  1. `SemanticIdEncoder` (frozen RQ-VAE encoder + quantizer): float32[B, D] -> codes int32[B, L]; 2.
+  a subword layer (n-gram, prefix-ngram or SentencePiece): codes -> token ids, ragged
+     int64[B, (tokens)];
+  3. one embedding table of `tokenizer.num_rows` rows; the item vector is the SUM of its tokens'
+     rows.
 Unigram, bigram, prefix-ngram and SPM are configurations of this one class (`make_tokenizer`).
 """
 
@@ -31,9 +32,8 @@ def make_tokenizer(
     kind: str. One of `TOKENIZERS`.
     sid_encoder: the layer producing codes; its `num_levels` and `codebook_size` size the tokenizer.
     num_rows: int. Row budget (n-gram and prefix tables are hashed into it when larger; unigram and
-    bigram use
-      fewer rows when their natural id space is smaller). Ignored by `spm` (its vocabulary fixes
-      the rows).
+      bigram use fewer rows when their natural id space is smaller). Ignored by `spm` (its
+      vocabulary fixes the rows).
     spm_model_proto: Optional bytes. SentencePiece model, required for `spm`.
     max_prefix_length: Optional int. Longest prefix for `prefix`.
 
@@ -99,13 +99,12 @@ class SidItem(item_representation.ItemRepresentation):
 
   Args:
     sid_encoder: Keras layer, `call(content float32[B, D]) -> codes int32[B, L]`; frozen (not
-    trained here).
+      trained here).
     tokenizer: Keras layer, `call(codes) -> RaggedTensor int64[B, (tokens)]` in [0, num_rows),
-    attribute
-      `num_rows`.
+      attribute `num_rows`.
     embedding_dim: int. Output width. Defaults to 32.
     token_dropout: float. Training-time probability of dropping each token but the first. Defaults
-    to 0.
+      to 0.
     **kwargs: passed to `tf.keras.layers.Layer`.
 
   Call arguments:

@@ -1,17 +1,13 @@
 """User side of the ranker: hashed user ID plus the pooled history of recently engaged items.
 
-The history items go through the SAME item representation as the candidate (shared weights), so
-with semantic IDs
-a user who liked items of one content cluster carries that cluster's subword vectors, and a new
-candidate from the
-cluster meets them. The paper found SIDs beat hashing only with such history features;
-`use_history` switches the
-feature off so both can be measured.
+The history items go through the SAME item representation as the candidate (shared weights), so with
+semantic IDs a user who liked items of one content cluster carries that cluster's subword vectors,
+and a new candidate from the cluster meets them. The paper found SIDs beat hashing only with such
+history features; `use_history` switches the feature off so both can be measured.
 
 History inputs (built by `features.history`, also the serving inputs):
   `history_item_id` string[B, H], `history_content_embedding` float32[B, H, D], `history_mask`
-  float32[B, H]
-  (1 for a real item, 0 for padding; most recent first).
+  float32[B, H] (1 for a real item, 0 for padding; most recent first).
 """
 
 from typing import Any, Dict, Mapping, Optional

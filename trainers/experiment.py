@@ -2,23 +2,21 @@
 --output_dir=DIR`.
 
 For each history setting (on/off), item representation and table budget, trains `--seeds` rankers
-(training seeds
-0..n-1 on the same data and the same RQ-VAE) with `trainers.train_ranker.fit_and_evaluate`, then
-writes:
+(training seeds 0..n-1 on the same data and the same RQ-VAE) with
+`trainers.train_ranker.fit_and_evaluate`, then writes:
   results.json  every run's metrics, the per-configuration mean/std over seeds, user-clustered
   bootstrap intervals
                 of each scheme's difference to hashing at the same budget (overall AUC and GAUC,
-                cold GAUC, cold
-                AUC), and the configuration chosen on the validation slice (never the test slice).
+                cold GAUC, cold AUC), and the configuration chosen on the validation slice (never
+                the test slice).
   results.md    the tables.
   auc_vs_table_size_history_{on,off}.png   overall AUC / cold GAUC against table rows per scheme
   (paper
                 Figs. 2 and 3), with dense input and the user-only floor as horizontal lines.
 Each run lives in DIR/runs/<history>/<scheme>_<rows>/seed<k>/ with its metrics.json and
-predictions.npz; a rerun
-skips runs already there, so a killed experiment resumes. Schemes whose table does not depend on
-the budget
-(dense; unigram once the budget exceeds L*K) are trained once and shown at every budget.
+predictions.npz; a rerun skips runs already there, so a killed experiment resumes. Schemes whose
+table does not depend on the budget (dense; unigram once the budget exceeds L*K) are trained once
+and shown at every budget.
 """
 
 import itertools

@@ -2,16 +2,12 @@
 --output_dir=DIR`.
 
 Steps: load and split the data (the shared data flags); carve a validation slice from the training
-period with
-the same split protocol (for early stopping and model choice; the test slice is only scored); get
-the semantic-ID
-encoder (`--rqvae_dir`, or an RQ-VAE trained on the fly with small defaults) and, for SPM, the
-SentencePiece
-model (`--spm_model`, or trained on the fly on the training impressions with vocabulary =
-`--table_rows`); build
-the ranker; `model.fit` with progress, TensorBoard logs, early stopping on validation AUC and
-BackupAndRestore (a
-killed run resumes); score validation and test; write the outputs.
+period with the same split protocol (for early stopping and model choice; the test slice is only
+scored); get the semantic-ID encoder (`--rqvae_dir`, or an RQ-VAE trained on the fly with small
+defaults) and, for SPM, the SentencePiece model (`--spm_model`, or trained on the fly on the
+training impressions with vocabulary = `--table_rows`); build the ranker; `model.fit` with progress,
+TensorBoard logs, early stopping on validation AUC and BackupAndRestore (a killed run resumes);
+score validation and test; write the outputs.
 
 Outputs in DIR (each written atomically):
   metrics.json        global AUC and GAUC per slice (all, warm, cold, and cold rows of users with
