@@ -181,7 +181,7 @@ class RQVAE(tf.keras.Model):
     kernel, bias = (w.numpy() for w in self.encoder.weights)
     return kernel, bias, [c.numpy() for c in self.quantizer.codebooks]
 
-  def assign_codes(self, embeddings: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+  def assign_codes(self, embeddings: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """Semantic IDs int32[N, L] of content embeddings [N, D], with the current weights."""
     kernel, bias, codebooks = self.sid_weights()
     weights = (tf.constant(kernel), tf.constant(bias), tf.constant(np.stack(codebooks)))
@@ -201,8 +201,12 @@ class RQVAE(tf.keras.Model):
     total = 0.0
     for i in range(0, len(embeddings), batch_size):
       chunk = tf.constant(embeddings[i : i + batch_size], tf.float32)
-      total += float(_squared_error(self, chunk))
+      total += float(self._squared_error(chunk))
     return total / max(int(np.size(embeddings)), 1)
+
+  @tf.function(reduce_retracing=True)
+  def _squared_error(self, inputs: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_sum(tf.square(inputs - self(inputs, training=False)["reconstruction"]))
 
   def get_config(self):
     return {"config": dataclasses.asdict(self.config), "name": self.name}
@@ -210,11 +214,6 @@ class RQVAE(tf.keras.Model):
   @classmethod
   def from_config(cls, config, custom_objects=None):
     return cls(**config)
-
-
-@tf.function(reduce_retracing=True)
-def _squared_error(model: RQVAE, inputs: tf.Tensor) -> tf.Tensor:
-  return tf.reduce_sum(tf.square(inputs - model(inputs, training=False)["reconstruction"]))
 
 
 def build_rqvae(config: RQVAEConfig) -> RQVAE:

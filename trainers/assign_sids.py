@@ -27,7 +27,7 @@ data_flags.define()
 flags.DEFINE_string("rqvae_dir", None, "The RQ-VAE directory written by train_rqvae (DIR/model).")
 flags.DEFINE_string("output", None, "Path of the SID table (.npz) to write.")
 flags.DEFINE_bool("collision_level", False, "Add TIGER's collision index (unique ID per item).")
-flags.DEFINE_integer("batch_size", 8192, "Items per encoding batch.")
+flags.DEFINE_integer("batch_size", 2048, "Items per encoding batch.")
 flags.DEFINE_string(
   "stats_json", None, "Where to write the SID quality (default: OUTPUT.stats.json)."
 )
