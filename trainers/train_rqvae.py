@@ -48,6 +48,11 @@ flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 flags.DEFINE_enum(
   "items", "all", ["all", "train"], "Train on all items, or only those in the training split."
 )
+flags.DEFINE_integer(
+  "sid_stats_items",
+  100_000,
+  "Epoch-end SID statistics on at most this many items (a fixed sample).",
+)
 flags.DEFINE_bool("overwrite", False, "Discard an existing run in --output_dir and start again.")
 flags.DEFINE_integer(
   "verbose", 1, "Keras progress: 0 silent, 1 progress bar, 2 one line per epoch."
@@ -83,6 +88,13 @@ def training_embeddings(dataset: schema.Dataset, which: str) -> np.ndarray:
   train_ids = np.unique(data_flags.split(dataset).train["item_id"].to_numpy())
   rows = dataset.item_index(train_ids)
   return dataset.embeddings[rows[rows >= 0]]
+
+
+def _sample(embeddings: np.ndarray, size: int, seed: int) -> np.ndarray:
+  if len(embeddings) <= size:
+    return embeddings
+  rows = np.sort(np.random.default_rng(seed).choice(len(embeddings), size, replace=False))
+  return embeddings[rows]
 
 
 def epoch_record(epoch: int, logs: Dict[str, Any], num_levels: int) -> Dict[str, Any]:
@@ -217,7 +229,7 @@ def train(dataset: schema.Dataset, output_dir: str) -> Dict[str, Any]:
     verbose=FLAGS.verbose,
     callbacks=[
       tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, BACKUP_SUBDIR)),
-      rqvae.SidStatsCallback(embeddings),
+      rqvae.SidStatsCallback(_sample(embeddings, FLAGS.sid_stats_items, FLAGS.seed)),
       writer,
     ],
   )
@@ -241,7 +253,14 @@ def train(dataset: schema.Dataset, output_dir: str) -> Dict[str, Any]:
 def _validate_flags() -> None:
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required.")
-  for name in ("num_levels", "codebook_size", "latent_dim", "epochs", "batch_size"):
+  for name in (
+    "num_levels",
+    "codebook_size",
+    "latent_dim",
+    "epochs",
+    "batch_size",
+    "sid_stats_items",
+  ):
     if FLAGS[name].value <= 0:
       raise app.UsageError(f"--{name} must be positive. Received: --{name}={FLAGS[name].value}")
   if FLAGS.codebook_size < 2:

@@ -70,7 +70,7 @@ class TrainRqvaeTest(base.TestCase):
   def test_resumes_after_interruption(self):
     out = os.path.join(self.get_temp_dir(), "run")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    flags = (f"--output_dir={out}", "--epochs=30")
+    flags = (f"--output_dir={out}", "--epochs=20")
     process = subprocess.Popen(
       _command(*flags), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -82,21 +82,19 @@ class TrainRqvaeTest(base.TestCase):
     process.wait()
     with open(metrics_path) as f:
       done_before = len(json.load(f)["epochs"])
-    if done_before >= 30:
+    if done_before >= 20:
       self.skipTest("The run finished before it could be interrupted.")
     result = _run(*flags)
-    self.assertNotIn("Epoch 1/30", result.stdout)  # Restored from the backup, not from scratch.
+    self.assertNotIn("Epoch 1/20", result.stdout)  # Restored from the backup, not from scratch.
     with open(metrics_path) as f:
       metrics = json.load(f)
     self.assertTrue(metrics["completed"])
-    self.assertEqual([r["epoch"] for r in metrics["epochs"]], list(range(1, 31)))
+    self.assertEqual([r["epoch"] for r in metrics["epochs"]], list(range(1, 21)))
 
   def test_bad_flags(self):
     result = _run(f"--output_dir={self.get_temp_dir()}/x", "--codebook_size=0", check=False)
     self.assertNotEqual(result.returncode, 0)
     self.assertIn("--codebook_size must be positive. Received: --codebook_size=0", result.stderr)
-    result = _run("--epochs=1", check=False)
-    self.assertIn("--output_dir is required", result.stderr)
 
 
 if __name__ == "__main__":
