@@ -127,7 +127,7 @@ def plot_utilization(path: str, epochs: List[Dict[str, Any]], title: str) -> Non
   ax.set_xlabel("epoch")
   ax.set_ylabel("fraction of codes used")
   ax.set_ylim(0, 1.05)
-  ax.set_title(f"{title}\nsolid: used during the epoch; dashed: used by all items at epoch end")
+  ax.set_title(f"{title}\nsolid: used in the epoch; dashed: by the item sample at epoch end")
   ax.legend(fontsize="small", ncol=2)
   fig.tight_layout()
   with io_utils.atomic_path(path) as tmp:
