@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import json
 import socket
+import sys
 import urllib.error
 import urllib.request
 from typing import Any, Mapping
@@ -334,7 +335,11 @@ def main(argv):
       FLAGS.signature_name,
       FLAGS.timeout_s,
     )
-  outputs = client.predict(inputs)
+  try:
+    outputs = client.predict(inputs)
+  except ServingError as e:
+    print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+    sys.exit(1)
   print(json.dumps({name: value.tolist() for name, value in outputs.items()}, indent=1))
 
 
