@@ -81,6 +81,9 @@ class LoaderCheckTest(TestCase):
     )
     empty = loader_check.run_signature(binary, self.export_dir, stand_in_model.sample_inputs(0))
     self.assertEqual(empty.outputs["ctr"].shape, (0,))
+    double = dict(inputs, content_embedding=inputs["content_embedding"].astype(np.float64))
+    status = loader_check.run_signature(binary, self.export_dir, double).status
+    self.assertRegex(status, "^INVALID_ARGUMENT: Expects arg.* float but double is provided")
     short = dict(inputs, item_id=inputs["item_id"][:5])
     status = loader_check.run_signature(binary, self.export_dir, short).status
     self.assertRegex(status, "^INVALID_ARGUMENT: .*item_id.*as many rows")
