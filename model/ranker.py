@@ -4,7 +4,7 @@ per task.
 ```
 item vector  = item_representation(candidate features)          (hash / dense / SID / hybrid / none)
 user vector  = user_tower(user_id [, history in the same item representation])
-x0           = concat(user vector, item vector)
+x0           = concat(user vector, item vector[, history * item, <history, item>])
 shared       = MLP(Cross(x0, x0))                               (tfrs.layers.dcn.Cross, DCN-v2)
 ctr          = sigmoid(click_head(shared))                      click task: BCE, AUC
 <second>     = second_head(shared)                              second task: MSE, RMSE
@@ -40,6 +40,9 @@ class RankerConfig:
     user_embedding_dim: int. Width of the user-id embedding. Defaults to 32.
     use_history: bool. Include the pooled history feature. Defaults to True.
     history_length: int. H, the number of history items (serving input width). Defaults to 10.
+    history_interaction: bool. With history, also feed the elementwise product and the dot product
+      of the pooled history vector and the candidate's item vector (how well the candidate matches
+      what the user engaged with). Defaults to True.
     cross_layers: int. Number of DCN-v2 cross layers. Defaults to 1.
     cross_projection_dim: Optional int. Low-rank projection of the cross layers; None for full rank.
     hidden_units: tuple of int. Shared MLP widths. Defaults to (64, 32).
@@ -53,6 +56,7 @@ class RankerConfig:
   user_embedding_dim: int = 32
   use_history: bool = True
   history_length: int = 10
+  history_interaction: bool = True
   cross_layers: int = 1
   cross_projection_dim: Optional[int] = None
   hidden_units: Tuple[int, ...] = (64, 32)
@@ -153,9 +157,14 @@ class Ranker(tfrs.models.Model):
 
   def heads(self, features: Mapping[str, tf.Tensor], training=None) -> Tuple[tf.Tensor, tf.Tensor]:
     """Returns (click logit float32[B], second prediction float32[B])."""
-    parts = [self.user_tower(features, training=training)]
+    user = self.user_tower(features, training=training)
+    parts = [user]
     if self.item_representation is not None:
-      parts.append(self.item_representation(features, training=training))
+      item = self.item_representation(features, training=training)
+      parts.append(item)
+      if self.config.use_history and self.config.history_interaction:
+        match = user[:, self.config.user_embedding_dim :] * item
+        parts += [match, tf.reduce_sum(match, axis=-1, keepdims=True)]
     x0 = tf.concat(parts, axis=-1)
     x = x0
     for layer in self.cross:

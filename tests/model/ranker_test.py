@@ -81,6 +81,13 @@ class RankerTest(base.TestCase):
       ("user_id", "content_embedding", "history_content_embedding", "history_mask"),
     )
 
+  def test_history_interaction_widens_the_shared_input(self):
+    features = stand_ins.toy_batch(batch=5)
+    for interaction, width in ((True, 4 + 4 + 4 + 4 + 1), (False, 4 + 4 + 4)):
+      model = ranker.Ranker(_item("hash"), _config(history_interaction=interaction))
+      model(features)
+      self.assertEqual(model.cross[0]._dense.kernel.shape, (width, width))
+
   def test_loss_weighting(self):
     features = stand_ins.toy_batch(batch=6)
     model = ranker.Ranker(_item("hash"), _config(click_weight=1.0, second_weight=0.0))
