@@ -55,10 +55,18 @@ flags.DEFINE_integer("sid_codebook_size", 64, "RQ-VAE codes per level K.")
 flags.DEFINE_integer("rqvae_epochs", 20, "RQ-VAE training epochs.")
 flags.DEFINE_string("rqvae_dir", None, "Use this trained RQ-VAE instead of training one.")
 flags.DEFINE_enum(
-  "hybrid_sid_scheme", "spm", [s.value for s in item_rep_lib.SID_SCHEMES], "SID part of hybrid."
+  "hybrid_sid_scheme",
+  "prefix",
+  [s.value for s in item_rep_lib.SID_SCHEMES],
+  "SID part of hybrid (prefix: chosen on the MovieLens validation slice).",
 )
 flags.DEFINE_float("id_dropout", 0.5, "hybrid: training-time dropout of the hash-ID vector.")
-flags.DEFINE_float("token_dropout", 0.0, "SID schemes: dropout of tokens after the first.")
+flags.DEFINE_float(
+  "token_dropout",
+  0.5,
+  "SID schemes: training-time dropout of tokens after the first (0.5: chosen on the MovieLens "
+  "validation slice).",
+)
 flags.DEFINE_integer("bootstrap", 200, "User-clustered bootstrap resamples.")
 flags.DEFINE_bool("user_only_floor", True, "Also train the user-only model (no item feature).")
 FLAGS = flags.FLAGS
