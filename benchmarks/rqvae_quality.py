@@ -45,6 +45,9 @@ flags.DEFINE_integer("synthetic_dim", 128, "Synthetic embedding width D.")
 flags.DEFINE_integer("synthetic_epochs", 5, "RQ-VAE epochs on the synthetic data.")
 flags.DEFINE_integer("synthetic_batch_size", 2048, "RQ-VAE batch size on the synthetic data.")
 flags.DEFINE_bool("skip_synthetic", False, "Run only the MovieLens parts.")
+flags.DEFINE_float(
+  "split_interpolation", 0.3, "reset_interpolation of the `rqvae_reset_split` variant."
+)
 flags.DEFINE_integer("faiss_niter", 10, "k-means iterations per level for faiss (ours: 10 too).")
 flags.DEFINE_integer("assign_batch_size", 2048, "Items per SemanticIdEncoder call (throughput).")
 flags.DEFINE_integer("repeats", 3, "Throughput passes (best is reported).")
@@ -96,13 +99,22 @@ def faiss_codes(rq, x: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 # --- this project --------------------------------------------------------------------------------
 
 
-def train_ours(x: np.ndarray, setting: Setting, reset: bool) -> Tuple[rqvae.RQVAE, float]:
+VARIANTS = {  # name: (dead_code_reset, reset_interpolation or None for the flag)
+  "rqvae_reset": (True, 1.0),
+  "rqvae_reset_split": (True, None),
+  "rqvae_no_reset": (False, 1.0),
+}
+
+
+def train_ours(x: np.ndarray, setting: Setting, variant: str) -> Tuple[rqvae.RQVAE, float]:
+  reset, interpolation = VARIANTS[variant]
   tf.keras.utils.set_random_seed(FLAGS.seed)
   config = rqvae.RQVAEConfig(
     input_dim=x.shape[1],
     num_levels=setting.num_levels,
     codebook_size=setting.codebook_size,
     dead_code_reset=reset,
+    reset_interpolation=interpolation or FLAGS.split_interpolation,
     seed=FLAGS.seed,
   )
   model = rqvae.build_rqvae(config)
@@ -126,10 +138,9 @@ def quality(codes: np.ndarray, codebook_size: int, mse: float, seconds: float) -
 def compare_quality(x: np.ndarray, setting: Setting) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Quality rows for ours (reset on/off) and faiss; also returns the codes for further analysis."""
   rows, codes = {}, {}
-  for reset in (True, False):
-    name = "rqvae_reset" if reset else "rqvae_no_reset"
+  for name in VARIANTS:
     print(f"[{setting.data} L={setting.num_levels} K={setting.codebook_size}] training {name}")
-    model, seconds = train_ours(x, setting, reset)
+    model, seconds = train_ours(x, setting, name)
     codes[name] = model.assign_codes(x, FLAGS.assign_batch_size)
     rows[name] = quality(codes[name], setting.codebook_size, model.reconstruction_mse(x), seconds)
     codes[name + "_model"] = model
@@ -345,7 +356,7 @@ def run() -> Dict[str, Any]:
     setting = Setting("movielens", 3, k, FLAGS.movielens_epochs, FLAGS.movielens_batch_size)
     rows, codes = compare_quality(x, setting)
     results["quality"] += _quality_rows(rows, "movielens")
-    for method in ("rqvae_reset", "rqvae_no_reset", "faiss"):
+    for method in (*VARIANTS, "faiss"):
       for row in rqvae_metrics.prefix_table(codes[method], x):
         results["prefix_table"].append(dict(row, codebook_size=k, method=method))
     if k == 256:
@@ -368,7 +379,11 @@ def run() -> Dict[str, Any]:
   results["notes"].append(
     "faiss: ResidualQuantizer, max_beam_size=1 (greedy), Train_default (k-means per level), "
     f"niter={FLAGS.faiss_niter}, quantizing the content embedding directly; ours: RQ-VAE "
-    "(Dense encoder to d=256, k-means init on the first batch, Adam 1e-3), MSE through the decoder."
+    "(Dense encoder to d=256, k-means init on the first batch, Adam 1e-3), MSE through the "
+    "decoder; "
+    "rqvae_reset is the paper's reset (unused codes := residual of a random batch item), "
+    f"rqvae_reset_split puts them {FLAGS.split_interpolation} of the way from that item's code to "
+    "its residual (splitting a busy code)."
   )
   return results
 

@@ -116,6 +116,10 @@ class ResidualQuantizer(tf.keras.layers.Layer):
     kmeans_iterations: int. Lloyd iterations for the k-means initialisation. Defaults to 10.
     dead_code_reset: bool. When `reset_dead_codes` is called (every training step of `RQVAE`),
       replace codes unused in the batch by residuals of random items of the batch. Defaults to True.
+    reset_interpolation: float in (0, 1]. A reset code goes to `e + t * (r - e)`, where r is the
+      random item's residual and e its current code: 1 is the paper (the residual itself); smaller
+      values split a busy code, which in high dimensions is what lets the new code win items (a
+      lone data point is farther from its neighbours than their centroid is). Defaults to 1.0.
     seed: int. Seed of the k-means initialisation and the reset draws. Defaults to 0.
     **kwargs: base Layer arguments.
 
@@ -140,6 +144,7 @@ class ResidualQuantizer(tf.keras.layers.Layer):
     codebook_init: str = "kmeans",
     kmeans_iterations: int = 10,
     dead_code_reset: bool = True,
+    reset_interpolation: float = 1.0,
     seed: int = 0,
     **kwargs,
   ):
@@ -152,6 +157,11 @@ class ResidualQuantizer(tf.keras.layers.Layer):
       )
     if beta < 0:
       raise ValueError(f"`beta` must be non-negative. Received: beta={beta}")
+    if not 0.0 < reset_interpolation <= 1.0:
+      raise ValueError(
+        "`reset_interpolation` must be in (0, 1]. "
+        f"Received: reset_interpolation={reset_interpolation}"
+      )
     if kmeans_iterations < 0:
       raise ValueError(
         f"`kmeans_iterations` must be non-negative. Received: kmeans_iterations={kmeans_iterations}"
@@ -173,6 +183,7 @@ class ResidualQuantizer(tf.keras.layers.Layer):
     ).value
     self.kmeans_iterations = kmeans_iterations
     self.dead_code_reset = dead_code_reset
+    self.reset_interpolation = reset_interpolation
     self.seed = seed
 
   def build(self, input_shape):
@@ -239,9 +250,10 @@ class ResidualQuantizer(tf.keras.layers.Layer):
     }
 
   def reset_dead_codes(self, residuals: tf.Tensor, codes: tf.Tensor) -> tf.Tensor:
-    """Replaces codes no item of the batch chose by the level's residual of a random batch item.
+    """Replaces codes no item of the batch chose, by (a step toward) a random batch item's residual.
 
-    A no-op when `dead_code_reset` is False.
+    A no-op when `dead_code_reset` is False. The new code is `e + reset_interpolation * (r - e)`
+    for a random batch item with residual r and current code e at that level.
 
     Args:
       residuals: float[B, L, d]. Each level's input, as returned by `call`.
@@ -261,8 +273,10 @@ class ResidualQuantizer(tf.keras.layers.Layer):
       pick = tf.random.stateless_uniform(
         [self.codebook_size], seed=seed, maxval=batch, dtype=tf.int32
       )
-      fresh = tf.gather(residuals[:, level], pick)
-      codebook.assign(tf.where(unused[:, tf.newaxis], tf.cast(fresh, codebook.dtype), codebook))
+      item_residual = tf.cast(tf.gather(residuals[:, level], pick), codebook.dtype)
+      item_code = tf.gather(codebook, tf.gather(codes[:, level], pick))
+      fresh = item_code + self.reset_interpolation * (item_residual - item_code)
+      codebook.assign(tf.where(unused[:, tf.newaxis], fresh, codebook))
       replaced.append(tf.reduce_sum(tf.cast(unused, tf.int32)))
     return tf.stack(replaced)
 
@@ -276,6 +290,7 @@ class ResidualQuantizer(tf.keras.layers.Layer):
         "codebook_init": self.codebook_init,
         "kmeans_iterations": self.kmeans_iterations,
         "dead_code_reset": self.dead_code_reset,
+        "reset_interpolation": self.reset_interpolation,
         "seed": self.seed,
       }
     )

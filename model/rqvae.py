@@ -44,6 +44,8 @@ class RQVAEConfig:
     codebook_init: str. "kmeans" (first batch, TIGER) or "random". Defaults to "kmeans".
     kmeans_iterations: int. Lloyd iterations of the k-means initialisation. Defaults to 10.
     dead_code_reset: bool. Reset codes unused in each batch. Defaults to True.
+    reset_interpolation: float in (0, 1]. Where a reset code goes, between a random batch item's
+      current code (0) and its residual (1, the paper). Defaults to 1.0.
     encoder_activation: Optional str. Activation of the encoder Dense layer. Defaults to None
       (linear).
     learning_rate: float. Adam learning rate used by `compile_rqvae`. Defaults to 1e-3.
@@ -58,6 +60,7 @@ class RQVAEConfig:
   codebook_init: str = "kmeans"
   kmeans_iterations: int = 10
   dead_code_reset: bool = True
+  reset_interpolation: float = 1.0
   encoder_activation: Optional[str] = None
   learning_rate: float = 1e-3
   seed: int = 0
@@ -74,6 +77,11 @@ class RQVAEConfig:
     if self.learning_rate <= 0:
       raise ValueError(
         f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate}"
+      )
+    if not 0.0 < self.reset_interpolation <= 1.0:
+      raise ValueError(
+        "`reset_interpolation` must be in (0, 1]. "
+        f"Received: reset_interpolation={self.reset_interpolation}"
       )
     allowed = [m.value for m in residual_quantizer.CodebookInit]
     if self.codebook_init not in allowed:
@@ -114,6 +122,7 @@ class RQVAE(tf.keras.Model):
       codebook_init=config.codebook_init,
       kmeans_iterations=config.kmeans_iterations,
       dead_code_reset=config.dead_code_reset,
+      reset_interpolation=config.reset_interpolation,
       seed=config.seed,
       name="quantizer",
     )
@@ -186,12 +195,13 @@ class RQVAE(tf.keras.Model):
     kernel, bias, codebooks = self.sid_weights()
     weights = (tf.constant(kernel), tf.constant(bias), tf.constant(np.stack(codebooks)))
     activation = self.config.encoder_activation or "linear"
-    parts = [
-      semantic_id_encoder.encode_codes(
-        tf.constant(embeddings[i : i + batch_size], tf.float32), *weights, activation
-      ).numpy()
-      for i in range(0, len(embeddings), batch_size)
-    ]
+    parts = []
+    for i in range(0, len(embeddings), batch_size):
+      chunk = np.asarray(embeddings[i : i + batch_size], np.float32)
+      padded = np.zeros((batch_size, chunk.shape[1]), np.float32)  # One shape: one trace.
+      padded[: len(chunk)] = chunk
+      codes = semantic_id_encoder.encode_codes(tf.constant(padded), *weights, activation)
+      parts.append(codes.numpy()[: len(chunk)])
     if not parts:
       return np.zeros((0, self.config.num_levels), np.int32)
     return np.concatenate(parts)

@@ -48,7 +48,7 @@ def codes_from_weights(
   return codes
 
 
-encode_codes = tf.function(codes_from_weights, reduce_retracing=True)
+encode_codes = tf.function(codes_from_weights)
 
 
 @tf.keras.utils.register_keras_serializable(package="semantic_ids")

@@ -42,6 +42,11 @@ flags.DEFINE_float("beta", 0.25, "Commitment loss weight.")
 flags.DEFINE_enum("codebook_init", "kmeans", ["kmeans", "random"], "Codebook initialisation.")
 flags.DEFINE_integer("kmeans_iterations", 10, "Lloyd iterations of the k-means initialisation.")
 flags.DEFINE_bool("dead_code_reset", True, "Reset codes unused in each batch (the paper).")
+flags.DEFINE_float(
+  "reset_interpolation",
+  1.0,
+  "Reset codes go this far from a random item's code toward its residual (1 = the paper).",
+)
 flags.DEFINE_integer("epochs", 20, "Training epochs.")
 flags.DEFINE_integer("batch_size", 1024, "Items per step; the reset draws from the batch.")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
@@ -76,6 +81,7 @@ def config_from_flags(input_dim: int) -> rqvae.RQVAEConfig:
     codebook_init=FLAGS.codebook_init,
     kmeans_iterations=FLAGS.kmeans_iterations,
     dead_code_reset=FLAGS.dead_code_reset,
+    reset_interpolation=FLAGS.reset_interpolation,
     learning_rate=FLAGS.learning_rate,
     seed=FLAGS.seed,
   )
@@ -266,6 +272,11 @@ def _validate_flags() -> None:
   if FLAGS.codebook_size < 2:
     raise app.UsageError(
       f"--codebook_size must be at least 2. Received: --codebook_size={FLAGS.codebook_size}"
+    )
+  if not 0.0 < FLAGS.reset_interpolation <= 1.0:
+    raise app.UsageError(
+      "--reset_interpolation must be in (0, 1]. "
+      f"Received: --reset_interpolation={FLAGS.reset_interpolation}"
     )
   if FLAGS.learning_rate <= 0 or FLAGS.beta < 0:
     raise app.UsageError(

@@ -122,6 +122,14 @@ class ResidualQuantizerTest(base.TestCase):
     for code in (2, 3):
       self.assertIn(tuple(np.round(after1[code], 4)), level1_inputs)
 
+  def test_dead_code_reset_interpolation_splits_the_item_code(self):
+    layer = _fixed_layer(dead_code_reset=True, reset_interpolation=0.5)
+    out = layer(X)
+    layer.reset_dead_codes(out["residuals"], out["codes"])
+    # Level 0's unused code 3 goes halfway from a random item's code to that item's residual.
+    halfway = {tuple(np.round(LEVEL0[c] + 0.5 * (r - LEVEL0[c]), 4)) for r, c in zip(X, [1, 0, 2])}
+    self.assertIn(tuple(np.round(layer.codebooks[0].numpy()[3], 4)), halfway)
+
   def test_dead_code_reset_switch_off_is_noop(self):
     layer = _fixed_layer(dead_code_reset=False)
     out = layer(X)
@@ -149,6 +157,7 @@ class ResidualQuantizerTest(base.TestCase):
     ("size", {"codebook_size": 1}, "codebook_size"),
     ("beta", {"beta": -1.0}, "beta"),
     ("init", {"codebook_init": "pca"}, "codebook_init"),
+    ("interpolation", {"reset_interpolation": 0.0}, "reset_interpolation"),
   )
   def test_bad_arguments(self, kwargs, name):
     with self.assertRaisesRegex(ValueError, f"`{name}`.*Received: {name}="):
