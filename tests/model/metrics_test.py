@@ -1,0 +1,56 @@
+"""Tests of AUC, GAUC, slices and the user-clustered bootstrap, with hand-checked values."""
+
+import numpy as np
+
+from model import metrics
+from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
+from tests.base import tf
+
+
+class MetricsTest(base.TestCase):
+  def test_auc_by_hand(self):
+    # Pairs (pos, neg): (0.9, 0.1) 1, (0.9, 0.5) 1, (0.5, 0.1) 1, (0.5, 0.5) tie 0.5 -> 3.5 / 4.
+    self.assertAlmostEqual(
+      metrics.auc(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.5, 0.5])), 0.875
+    )
+    self.assertTrue(np.isnan(metrics.auc(np.array([1, 1]), np.array([0.1, 0.2]))))
+    # Weight 2 on the tied negative: pairs 1*1 + 1*2 + 1*1 + 0.5*2 = 5 of 2*3 = 6.
+    weighted = metrics.auc(
+      np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.5, 0.5]), weights=np.array([1, 1, 2, 1])
+    )
+    self.assertAlmostEqual(weighted, 5.0 / 6.0)
+
+  def test_gauc_by_hand(self):
+    labels = np.array([1, 0, 1, 0, 0, 1, 1])
+    scores = np.array([0.9, 0.1, 0.2, 0.8, 0.3, 0.5, 0.6])
+    users = np.array(["a", "a", "b", "b", "b", "c", "c"])
+    # a: AUC 1 (2 rows); b: positive 0.2 below both negatives -> 0 (3 rows); c: one label only.
+    self.assertAlmostEqual(metrics.gauc(labels, scores, users), (1.0 * 2 + 0.0 * 3) / 5)
+    out = metrics.slice_metrics(labels, scores, users, cold=np.array([0, 0, 1, 1, 1, 0, 0]))
+    self.assertEqual(out["cold"]["rows"], 3)
+    self.assertEqual(out["cold"]["gauc_users"], 1)
+    self.assertAlmostEqual(out["warm"]["gauc"], 1.0)
+
+  def test_bootstrap_difference(self):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 2000)
+    users = np.repeat(np.arange(100), 20)
+    good = labels + rng.normal(size=2000)
+    bad = rng.normal(size=2000)
+    for metric in ("auc", "gauc"):
+      out = metrics.bootstrap_difference(
+        labels, users, [good], [bad], metric=metric, n_resamples=50
+      )
+      self.assertGreater(out["low"], 0.0)
+      self.assertLess(out["low"], out["diff"])
+      self.assertLess(out["diff"], out["high"])
+      same = metrics.bootstrap_difference(
+        labels, users, [bad], [bad], metric=metric, n_resamples=20
+      )
+      self.assertAlmostEqual(same["diff"], 0.0)
+    with self.assertRaisesRegex(ValueError, "`metric` must be"):
+      metrics.bootstrap_difference(labels, users, [good], [bad], metric="ndcg")
+
+
+if __name__ == "__main__":
+  tf.test.main()
