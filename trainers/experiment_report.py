@@ -118,6 +118,7 @@ def summarize(
   return {
     "entries": entries,
     "selection": select(entries),
+    "selection_sid": select(entries, SID_SCHEMES),
     "budgets": budgets,
     "runs": {
       k: {
@@ -135,12 +136,19 @@ def _val(results, group, slice_name, metric):
   return float(np.nanmean([results[r.key]["validation"][slice_name][metric] for r in group]))
 
 
-def select(entries: List[Dict[str, Any]]) -> Dict[str, Any]:
-  """The configuration chosen on VALIDATION: overall AUC not below hashing's (same budget and
-  history),
-  then the largest cold-GAUC gain. Its test differences are reported as they come."""
+SID_SCHEMES = ("unigram", "bigram", "prefix", "spm", "hybrid")
+
+
+def select(entries: List[Dict[str, Any]], schemes=None) -> Dict[str, Any]:
+  """The configuration chosen on VALIDATION among `schemes` (default: all): overall AUC not below
+  hashing's (same budget and history), then the largest cold-GAUC gain. Its test differences are
+  reported as they come."""
   candidates = [
-    e for e in entries if "validation_vs_hash" in e and e["validation_vs_hash"]["auc_all"] >= 0.0
+    e
+    for e in entries
+    if "validation_vs_hash" in e
+    and e["validation_vs_hash"]["auc_all"] >= 0.0
+    and (schemes is None or e["scheme"] in schemes)
   ]
   if not candidates:
     return {"chosen": None, "rule": "no scheme matched hashing's validation AUC"}
@@ -210,21 +218,34 @@ def markdown(summary: Dict[str, Any]) -> str:
       ]
       lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-  sel = summary["selection"]
-  lines += ["## Chosen on the validation slice", "", f"Rule: {sel['rule']}.", ""]
-  if sel.get("chosen"):
-    c, t = sel["chosen"], sel["test_vs_hash"]
-    lines += [
-      f"Chosen: {c['scheme']} at budget {c['rows']} ({c['table_rows']} rows), history "
-      f"{c['history']}.",
-      "",
-      f"Test Δ vs hashing: AUC all {_ci(t['auc_all'])}, GAUC all {_ci(t['gauc_all'])}, "
-      f"GAUC cold {_ci(t['gauc_cold'])}, AUC cold {_ci(t['auc_cold'])}.",
-      "",
-      f"Target 1 (AUC interval includes/above 0 and cold GAUC ≥ +0.06 with interval above 0): "
-      f"{'met' if sel['target_1_met'] else 'NOT met'}.",
-      "",
-    ]
+  for title, key in (("any scheme", "selection"), ("semantic-ID schemes", "selection_sid")):
+    sel = summary.get(key)
+    if sel is None:
+      continue
+    lines += [f"## Chosen on the validation slice: {title}", "", f"Rule: {sel['rule']}.", ""]
+    if sel.get("chosen"):
+      c, t = sel["chosen"], sel["test_vs_hash"]
+      lines += [
+        f"Chosen: {c['scheme']} at budget {c['rows']} ({c['table_rows'] or '-'} rows), history "
+        f"{c['history']}.",
+        "",
+        f"Test Δ vs hashing: AUC all {_ci(t['auc_all'])}, GAUC all {_ci(t['gauc_all'])}, "
+        f"GAUC cold {_ci(t['gauc_cold'])}, AUC cold {_ci(t['auc_cold'])}.",
+        "",
+        "Target 1 (AUC interval includes or is above 0, cold GAUC ≥ +0.06 with interval above "
+        f"0): {'met' if sel['target_1_met'] else 'NOT met'}.",
+        "",
+      ]
+  dense = [e for e in summary["entries"] if e["scheme"] == "dense" and "vs_hash" in e]
+  if dense:
+    lines += ["## Target 2: dense input below hashing overall (test Δ AUC all)", ""]
+    for e in dense:
+      below = e["vs_hash"]["auc_all"]["high"] < 0.0
+      lines.append(
+        f"- history {e['history']}, vs hash@{e['rows']}: {_ci(e['vs_hash']['auc_all'])} "
+        f"({'below' if below else 'NOT below'})"
+      )
+    lines.append("")
   return "\n".join(lines) + "\n"
 
 

@@ -58,9 +58,11 @@ class ExperimentReportTest(base.TestCase):
     self.assertNotIn("vs_hash", by_scheme["hash"])
     # dense has the best validation cold GAUC but is below hashing's validation AUC: not chosen.
     self.assertEqual(summary["selection"]["chosen"]["scheme"], "spm")
+    self.assertEqual(summary["selection_sid"]["chosen"]["scheme"], "spm")
     text = experiment_report.markdown(summary)
     self.assertIn("| spm | 100 | 100 |", text)
     self.assertIn("Chosen: spm", text)
+    self.assertIn("Target 2: dense input below hashing overall", text)
     path = os.path.join(self.get_temp_dir(), "plot.png")
     experiment_report.plot(summary, "on", path)
     experiment_report.bar_plot(summary, path + ".bar.png")
