@@ -24,7 +24,7 @@ from features import history, io_utils  # noqa: E402
 from model import item_representation as item_rep_lib  # noqa: E402
 from model import ranker as ranker_lib  # noqa: E402
 from model import semantic_id_encoder  # noqa: E402
-from trainers import data_flags, train_ranker  # noqa: E402
+from trainers import data_flags, ranker_training  # noqa: E402
 
 data_flags.define()
 flags.DEFINE_list(
@@ -54,7 +54,7 @@ def build(scheme, dataset, encoder, proto):
     use_history=FLAGS.history == "on",
     history_length=FLAGS.history_length,
   )
-  model = train_ranker.build_ranker(item_config, ranker_config, encoder, proto)
+  model = ranker_training.build_ranker(item_config, ranker_config, encoder, proto)
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
   return model
 
@@ -64,13 +64,13 @@ def main(argv):
   dataset = data_flags.load()
   split = data_flags.split(dataset)
   print("training a small RQ-VAE and SPM model for the SID schemes ...")
-  rqvae = train_ranker.train_rqvae(
-    dataset, train_ranker.SidConfig(FLAGS.sid_levels, FLAGS.sid_codebook_size, epochs=3)
+  rqvae = ranker_training.train_rqvae(
+    dataset, ranker_training.SidConfig(FLAGS.sid_levels, FLAGS.sid_codebook_size, epochs=3)
   )
   codes = rqvae.assign_codes(dataset.embeddings)
-  proto = train_ranker.train_spm(
+  proto = ranker_training.train_spm(
     codes,
-    train_ranker.impressions_per_item(dataset, split.train),
+    ranker_training.impressions_per_item(dataset, split.train),
     FLAGS.sid_codebook_size,
     FLAGS.table_rows // 2,
   )

@@ -3,7 +3,7 @@
 
 For each history setting (on/off), item representation and table budget, trains `--seeds` rankers
 (training seeds 0..n-1 on the same data and the same RQ-VAE) with
-`trainers.train_ranker.fit_and_evaluate`, then writes:
+`trainers.ranker_training.fit_and_evaluate`, then writes:
   results.json  every run's metrics, the per-configuration mean/std over seeds, user-clustered
   bootstrap intervals
                 of each scheme's difference to hashing at the same budget (overall AUC and GAUC,
@@ -33,7 +33,7 @@ from features import io_utils
 from model import item_representation as item_rep_lib
 from model import ranker as ranker_lib
 from model import semantic_id_encoder
-from trainers import data_flags, experiment_report, train_ranker
+from trainers import data_flags, experiment_report, ranker_training
 
 Scheme = item_rep_lib.Scheme
 ALL_SCHEMES = ("hash", "dense", "unigram", "bigram", "prefix", "spm", "hybrid")
@@ -112,10 +112,10 @@ class Artifacts:
         self._rqvae = rqvae_lib.load_rqvae(path)
       else:
         print("training the RQ-VAE ...")
-        config = train_ranker.SidConfig(
+        config = ranker_training.SidConfig(
           FLAGS.sid_levels, FLAGS.sid_codebook_size, epochs=FLAGS.rqvae_epochs
         )
-        self._rqvae = train_ranker.train_rqvae(self.dataset, config, verbose=2)
+        self._rqvae = ranker_training.train_rqvae(self.dataset, config, verbose=2)
         rqvae_lib.save_rqvae(self._rqvae, path)
       self.codes = self._rqvae.assign_codes(self.dataset.embeddings)
     return self._rqvae
@@ -128,10 +128,10 @@ class Artifacts:
       path = os.path.join(self.output_dir, "spm", f"spm_{budget}.model")
       if not os.path.isfile(path):
         rqvae = self.rqvae
-        weights = train_ranker.impressions_per_item(
-          self.dataset, train_ranker.validation_split(self.split).train
+        weights = ranker_training.impressions_per_item(
+          self.dataset, ranker_training.validation_split(self.split).train
         )
-        proto = train_ranker.train_spm(self.codes, weights, rqvae.config.codebook_size, budget)
+        proto = ranker_training.train_spm(self.codes, weights, rqvae.config.codebook_size, budget)
         with io_utils.atomic_path(path) as tmp, open(tmp, "wb") as f:
           f.write(proto)
       with open(path, "rb") as f:
@@ -160,7 +160,7 @@ def run_one(run: experiment_report.Run, dataset, split, artifacts: Artifacts) ->
     use_history=run.history == "on" and run.scheme != "none",
     history_length=FLAGS.history_length,
   )
-  train_config = train_ranker.TrainConfig(
+  train_config = ranker_training.TrainConfig(
     epochs=FLAGS.epochs,
     batch_size=FLAGS.batch_size,
     learning_rate=FLAGS.learning_rate,
@@ -170,7 +170,7 @@ def run_one(run: experiment_report.Run, dataset, split, artifacts: Artifacts) ->
   encoder = proto = None
   if item_config.scheme.uses_sid:
     encoder = artifacts.encoder()
-    if train_ranker.uses_spm(item_config):
+    if ranker_training.uses_spm(item_config):
       spm_rows = item_config.table_rows
       if item_config.scheme is Scheme.HYBRID:
         spm_rows = item_config.table_rows - round(
@@ -179,7 +179,7 @@ def run_one(run: experiment_report.Run, dataset, split, artifacts: Artifacts) ->
       proto = artifacts.spm(
         experiment_report.effective_rows("spm", spm_rows, encoder.num_levels, encoder.codebook_size)
       )
-  return train_ranker.fit_and_evaluate(
+  return ranker_training.fit_and_evaluate(
     dataset,
     split,
     item_config,

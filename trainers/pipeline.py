@@ -27,7 +27,7 @@ from model import item_representation as item_rep_lib
 from model import ranker as ranker_lib
 from model import rqvae as rqvae_lib
 from model import semantic_id_encoder
-from trainers import data_flags, describe_data, experiment_report, train_ranker
+from trainers import data_flags, describe_data, experiment_report, ranker_training
 
 data_flags.define()
 flags.DEFINE_string("output_dir", "runs/pipeline", "Folder for every artifact of the run.")
@@ -55,10 +55,10 @@ def rqvae_stage(dataset, directory: str) -> rqvae_lib.RQVAE:
   if os.path.isdir(directory):
     print(f"reusing {directory}")
     return rqvae_lib.load_rqvae(directory)
-  config = train_ranker.SidConfig(
+  config = ranker_training.SidConfig(
     FLAGS.sid_levels, FLAGS.sid_codebook_size, epochs=FLAGS.rqvae_epochs, seed=FLAGS.seed
   )
-  model = train_ranker.train_rqvae(dataset, config, verbose=2)
+  model = ranker_training.train_rqvae(dataset, config, verbose=2)
   rqvae_lib.save_rqvae(model, directory)
   return model
 
@@ -81,8 +81,10 @@ def spm_stage(dataset, split, codes, directory: str, vocab_size: int) -> bytes:
   """The SPM model with `vocab_size` pieces, trained on the fit split's impressions (cached)."""
   path = os.path.join(directory, f"spm_{vocab_size}.model")
   if not os.path.isfile(path):
-    weights = train_ranker.impressions_per_item(dataset, train_ranker.validation_split(split).train)
-    proto = train_ranker.train_spm(codes, weights, FLAGS.sid_codebook_size, vocab_size)
+    weights = ranker_training.impressions_per_item(
+      dataset, ranker_training.validation_split(split).train
+    )
+    proto = ranker_training.train_spm(codes, weights, FLAGS.sid_codebook_size, vocab_size)
     with io_utils.atomic_path(path) as tmp, open(tmp, "wb") as f:
       f.write(proto)
     print(f"wrote {path}")
@@ -113,13 +115,13 @@ def ranker_stage(dataset, split, rqvae, spm_protos, directory: str):
       token_dropout=0.5,
     )
     ranker_config = ranker_lib.RankerConfig(second_label_name=dataset.second_label_name)
-    train_config = train_ranker.TrainConfig(
+    train_config = ranker_training.TrainConfig(
       epochs=FLAGS.ranker_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed, verbose=1
     )
     encoder = None
     if item_config.scheme.uses_sid:
       encoder = semantic_id_encoder.SemanticIdEncoder.from_rqvae(rqvae, name="sid_encoder")
-    results[run.key] = train_ranker.fit_and_evaluate(
+    results[run.key] = ranker_training.fit_and_evaluate(
       dataset,
       split,
       item_config,
@@ -130,7 +132,7 @@ def ranker_stage(dataset, split, rqvae, spm_protos, directory: str):
       spm_model_proto=spm_protos.get(scheme),
       data_description=data_flags.describe(),
     )
-    print(train_ranker.format_metrics(results[run.key]))
+    print(ranker_training.format_metrics(results[run.key]))
   return runs, results
 
 

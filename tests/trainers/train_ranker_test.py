@@ -9,7 +9,7 @@ from features import datasets, splits, synthetic
 from model import item_representation, ranker, semantic_id_encoder
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from tests.base import tf
-from trainers import train_ranker
+from trainers import ranker_training
 
 _CACHE = {}
 
@@ -23,12 +23,12 @@ def _setup():
       ),
     )
     split = splits.split_dataset(data, "new_items")
-    rqvae = train_ranker.train_rqvae(
-      data, train_ranker.SidConfig(num_levels=2, codebook_size=4, latent_dim=8, epochs=2)
+    rqvae = ranker_training.train_rqvae(
+      data, ranker_training.SidConfig(num_levels=2, codebook_size=4, latent_dim=8, epochs=2)
     )
     codes = rqvae.assign_codes(data.embeddings)
-    weights = train_ranker.impressions_per_item(data, split.train)
-    proto = train_ranker.train_spm(codes, weights, 4, 12)
+    weights = ranker_training.impressions_per_item(data, split.train)
+    proto = ranker_training.train_spm(codes, weights, 4, 12)
     _CACHE.update(data=data, split=split, rqvae=rqvae, proto=proto)
   return _CACHE
 
@@ -48,8 +48,8 @@ class TrainRankerTest(base.TestCase):
       hidden_units=(8,),
       use_history=history and scheme != "none",
     )
-    train_config = train_ranker.TrainConfig(epochs=1, batch_size=256, verbose=0)
-    return train_ranker.fit_and_evaluate(
+    train_config = ranker_training.TrainConfig(epochs=1, batch_size=256, verbose=0)
+    return ranker_training.fit_and_evaluate(
       c["data"],
       c["split"],
       item_config,
@@ -82,11 +82,11 @@ class TrainRankerTest(base.TestCase):
     self.assertEqual(config["outputs"], ["ctr", "engagement"])
     self.assertIn("history_content_embedding", config["inputs"])
     self.assertTrue(os.path.isfile(os.path.join(out, "assets", "spm.model")))
-    features = train_ranker.dummy_features(ranker.RankerConfig.from_dict(config["ranker"]), 8)
+    features = ranker_training.dummy_features(ranker.RankerConfig.from_dict(config["ranker"]), 8)
     features["content_embedding"] = tf.constant(
       np.random.default_rng(0).normal(size=(1, 8)), tf.float32
     )
-    rebuilt = train_ranker.load_ranker(out)
+    rebuilt = ranker_training.load_ranker(out)
     inputs = {k: features[k] for k in rebuilt.input_keys}
     served = tf.saved_model.load(os.path.join(out, "saved_model"))
     self.assertAllClose(
@@ -95,7 +95,7 @@ class TrainRankerTest(base.TestCase):
 
   def test_validation_split_comes_from_training_period(self):
     split = _setup()["split"]
-    val = train_ranker.validation_split(split)
+    val = ranker_training.validation_split(split)
     self.assertEqual(len(val.train) + len(val.eval), len(split.train))
     self.assertTrue(val.eval["cold"].any())
 
