@@ -45,6 +45,12 @@ flags.DEFINE_integer("synthetic_dim", 128, "Synthetic embedding width D.")
 flags.DEFINE_integer("synthetic_epochs", 5, "RQ-VAE epochs on the synthetic data.")
 flags.DEFINE_integer("synthetic_batch_size", 2048, "RQ-VAE batch size on the synthetic data.")
 flags.DEFINE_bool("skip_synthetic", False, "Run only the MovieLens parts.")
+flags.DEFINE_bool("skip_movielens", False, "Run only the synthetic parts.")
+flags.DEFINE_list(
+  "variants",
+  "rqvae_reset,rqvae_reset_split,rqvae_no_reset",
+  "RQ-VAE variants to train (the throughput rows use the first).",
+)
 flags.DEFINE_float(
   "split_interpolation", 0.3, "reset_interpolation of the `rqvae_reset_split` variant."
 )
@@ -138,7 +144,7 @@ def quality(codes: np.ndarray, codebook_size: int, mse: float, seconds: float) -
 def compare_quality(x: np.ndarray, setting: Setting) -> Tuple[Dict[str, Any], Dict[str, Any]]:
   """Quality rows for ours (reset on/off) and faiss; also returns the codes for further analysis."""
   rows, codes = {}, {}
-  for name in VARIANTS:
+  for name in FLAGS.variants:
     print(f"[{setting.data} L={setting.num_levels} K={setting.codebook_size}] training {name}")
     model, seconds = train_ours(x, setting, name)
     codes[name] = model.assign_codes(x, FLAGS.assign_batch_size)
@@ -301,6 +307,7 @@ def plots(results: Dict[str, Any], out: str) -> None:
     for i, row in enumerate(rows):
       levels = np.arange(len(row["utilization"]))
       ax.bar(levels + i * width, row["utilization"], width, label=row["method"])
+    ax.set_xticks(levels + width * (len(rows) - 1) / 2, [str(v) for v in levels])
     ax.set_title(f"{data}, K={k}")
     ax.set_xlabel("level")
     ax.set_ylabel("fraction of codes used")
@@ -319,6 +326,7 @@ def plots(results: Dict[str, Any], out: str) -> None:
       label=f"K={key[0]} {key[1]}",
     )
   ax.axhline(results["random_pair_cosine"], color="grey", linestyle=":", label="random pair")
+  ax.set_xticks(sorted({r["prefix_length"] for r in results["prefix_table"]}))
   ax.set_xlabel("prefix length n")
   ax.set_ylabel("mean cosine, items sharing the n-prefix")
   ax.legend(fontsize="small")
@@ -352,16 +360,16 @@ def run() -> Dict[str, Any]:
   rng = np.random.default_rng(FLAGS.seed)
   a, b = rng.integers(0, len(x), 20000), rng.integers(0, len(x), 20000)
   results["random_pair_cosine"] = float(np.mean(np.sum(unit[a] * unit[b], axis=1)))
-  for k in (64, 256):
+  for k in () if FLAGS.skip_movielens else (64, 256):
     setting = Setting("movielens", 3, k, FLAGS.movielens_epochs, FLAGS.movielens_batch_size)
     rows, codes = compare_quality(x, setting)
     results["quality"] += _quality_rows(rows, "movielens")
-    for method in (*VARIANTS, "faiss"):
+    for method in (*FLAGS.variants, "faiss"):
       for row in rqvae_metrics.prefix_table(codes[method], x):
         results["prefix_table"].append(dict(row, codebook_size=k, method=method))
     if k == 256:
       results["throughput"] += throughput(
-        x, codes["rqvae_reset_model"], codes["faiss_rq"], "movielens"
+        x, codes[FLAGS.variants[0] + "_model"], codes["faiss_rq"], "movielens"
       )
   if not FLAGS.skip_synthetic:
     xs = synthetic_embeddings(FLAGS.synthetic_items)
@@ -369,7 +377,7 @@ def run() -> Dict[str, Any]:
     rows, codes = compare_quality(xs, setting)
     results["quality"] += _quality_rows(rows, "synthetic")
     results["throughput"] += throughput(
-      xs, codes["rqvae_reset_model"], codes["faiss_rq"], "synthetic"
+      xs, codes[FLAGS.variants[0] + "_model"], codes["faiss_rq"], "synthetic"
     )
     if FLAGS.synthetic_items < 1_000_000:
       results["notes"].append(
@@ -393,6 +401,9 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required.")
+  unknown = [v for v in FLAGS.variants if v not in VARIANTS]
+  if unknown or not FLAGS.variants:
+    raise app.UsageError(f"--variants must name some of {list(VARIANTS)}. Received: {unknown}")
   logging.set_verbosity(logging.WARNING)
   results = run()
   io_utils.write_json(os.path.join(FLAGS.output_dir, "results.json"), results)
