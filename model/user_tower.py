@@ -10,7 +10,7 @@ History inputs (built by `features.history`, also the serving inputs):
   float32[B, H] (1 for a real item, 0 for padding; most recent first).
 """
 
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import tensorflow as tf
 
@@ -44,6 +44,36 @@ def history_vectors(
     flat[key] = tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], axis=0))
   vectors = representation(flat, training=training)
   return tf.reshape(vectors, tf.concat([shape, [representation.embedding_dim]], axis=0))
+
+
+def once_per_user(
+  user_ids: tf.Tensor,
+  features: Mapping[str, tf.Tensor],
+  fn: Callable[[Dict[str, tf.Tensor]], tf.Tensor],
+) -> tf.Tensor:
+  """`fn(features)` computed on one row per distinct user, then gathered back to every row.
+
+  A ranking request scores many candidates for one user, so every row repeats the same history;
+  encoding it once per user instead of once per row removes most of the SID encoder's and the
+  tokenizer's work. The shortcut is exact: when some user's rows do not all carry the same features
+  (as in a training batch), `fn` runs on every row instead.
+
+  Args:
+    user_ids: string[B]. Rows with one id share one computation.
+    features: dict of tensors with leading dimension B (the history inputs).
+    fn: maps such a dict (with any leading dimension) to float[rows, d].
+
+  Returns:
+    float[B, d], equal to `fn(features)`.
+  """
+  unique, index = tf.unique(user_ids)
+  rows = tf.shape(user_ids)[0]
+  first = tf.math.unsorted_segment_min(tf.range(rows), index, tf.shape(unique)[0])
+  once = {k: tf.gather(v, first) for k, v in features.items()}
+  same = tf.reduce_all(
+    tf.stack([tf.reduce_all(tf.equal(tf.gather(once[k], index), v)) for k, v in features.items()])
+  )
+  return tf.cond(same, lambda: tf.gather(fn(once), index), lambda: fn(dict(features)))
 
 
 @tf.keras.utils.register_keras_serializable(package="semantic_ids")
@@ -115,8 +145,18 @@ class UserTower(tf.keras.layers.Layer):
     )
     if not self.use_history:
       return user
-    vectors = history_vectors(self.item_representation, features, training=training)
-    return tf.concat([user, pool_history(vectors, features[HISTORY_MASK])], axis=-1)
+    history = {k: features[k] for k in self.history_keys()}
+
+    def pooled(inputs):
+      vectors = history_vectors(self.item_representation, inputs, training=training)
+      return pool_history(vectors, inputs[HISTORY_MASK])
+
+    if training:
+      return tf.concat([user, pooled(history)], axis=-1)
+    user_ids = features[USER_ID]
+    if user_ids.dtype != tf.string:
+      user_ids = tf.strings.as_string(user_ids)
+    return tf.concat([user, once_per_user(user_ids, history, pooled)], axis=-1)
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()

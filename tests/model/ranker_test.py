@@ -62,6 +62,32 @@ class UserTowerTest(base.TestCase):
     off = user_tower.UserTower(user_buckets=8, embedding_dim=3, use_history=False)
     self.assertEqual(off(features).shape, (2, 3))
 
+  def test_once_per_user_is_exact(self):
+    calls = []
+
+    def fn(inputs):
+      calls.append(int(inputs["x"].shape[0]))
+      return inputs["x"] * 10.0
+
+    users = tf.constant(["a", "b", "a", "a"])
+    same = {"x": tf.constant([[1.0], [2.0], [1.0], [1.0]])}
+    # Rows of user "a" agree: fn runs on 2 rows (one per user) and is gathered back.
+    self.assertAllClose(user_tower.once_per_user(users, same, fn), [[10.0], [20.0], [10.0], [10.0]])
+    self.assertEqual(calls[0], 2)
+    differ = {"x": tf.constant([[1.0], [2.0], [3.0], [1.0]])}
+    # User "a" has two different histories: the shortcut would be wrong, so every row is computed.
+    self.assertAllClose(
+      user_tower.once_per_user(users, differ, fn), [[10.0], [20.0], [30.0], [10.0]]
+    )
+
+  def test_inference_matches_training_path(self):
+    item = hash_item.HashItem(num_bins=16, embedding_dim=2)
+    tower = user_tower.UserTower(user_buckets=8, embedding_dim=3, item_representation=item)
+    features = stand_ins.toy_batch(batch=4, history=3)
+    repeated = {k: tf.repeat(v[:1], 4, axis=0) for k, v in features.items()}
+    for batch in (features, repeated):
+      self.assertAllClose(tower(batch, training=False), tower(batch, training=True))
+
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "needs an `item_representation`"):
       user_tower.UserTower(use_history=True)
