@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
@@ -12,7 +10,6 @@ from features import datasets, sid_table, synthetic
 from model import rqvae, sid_collisions
 from tests import base
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = [
   "--dataset=synthetic",
   "--synthetic_items=300",
@@ -23,17 +20,7 @@ DATA = [
 
 
 def _run(module, *flags, check=True):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-  result = subprocess.run(
-    [sys.executable, "-m", module, *DATA, *flags],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    env=env,
-  )
-  if check and result.returncode != 0:
-    raise AssertionError(f"{module} failed:\n{result.stdout}\n{result.stderr}")
-  return result
+  return base.run_module(module, *DATA, *flags, check=check)
 
 
 class AssignSidsTest(base.TestCase):

@@ -2,21 +2,15 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import tensorflow as tf
 
 from tests import base
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _SMALL = ["--synthetic_items=300", "--synthetic_users=40", "--synthetic_interactions=3000"]
 
 
-def run_job(module, *args):
-  return subprocess.run(
-    [sys.executable, "-m", module, *args], cwd=ROOT, capture_output=True, text=True, timeout=300
-  )
+run_job = base.run_module
 
 
 class DescribeDataTest(base.TestCase):

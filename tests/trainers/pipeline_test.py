@@ -2,13 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from tests.base import tf
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TINY = [
   "--synthetic_items=300",
   "--synthetic_users=60",
@@ -21,15 +18,7 @@ TINY = [
 
 
 def _run(module, *args):
-  env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
-  return subprocess.run(
-    [sys.executable, "-m", module, *TINY, *args],
-    cwd=ROOT,
-    env=env,
-    capture_output=True,
-    text=True,
-    timeout=600,
-  )
+  return base.run_module(module, *TINY, *args)
 
 
 class PipelineTest(base.TestCase):

@@ -12,7 +12,7 @@ import tensorflow as tf
 from model import rqvae
 from tests import base
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = base.ROOT
 TINY = [
   "--dataset=synthetic",
   "--synthetic_items=300",
@@ -32,11 +32,7 @@ def _command(*flags):
 
 
 def _run(*flags, check=True):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-  result = subprocess.run(_command(*flags), cwd=ROOT, capture_output=True, text=True, env=env)
-  if check and result.returncode != 0:
-    raise AssertionError(f"train_rqvae failed:\n{result.stdout}\n{result.stderr}")
-  return result
+  return base.run_module("trainers.train_rqvae", *TINY, *flags, check=check)
 
 
 class TrainRqvaeTest(base.TestCase):

@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import tensorflow as tf
@@ -11,7 +9,6 @@ import tensorflow as tf
 from features import datasets, sid_spm, sid_table, splits, spm_training, synthetic
 from tests import base
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIZES = dict(n_items=300, n_users=40, n_interactions=3000)
 DATA = [
   "--dataset=synthetic",
@@ -24,15 +21,7 @@ L, K = 3, 8
 
 
 def _run(*flags):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-  return subprocess.run(
-    [sys.executable, "-m", "trainers.train_spm", *DATA, *flags],
-    cwd=ROOT,
-    capture_output=True,
-    text=True,
-    env=env,
-    timeout=300,
-  )
+  return base.run_module("trainers.train_spm", *DATA, *flags, timeout=300)
 
 
 class TrainSpmTest(base.TestCase):
@@ -120,10 +109,7 @@ class TrainSpmTest(base.TestCase):
     self.assertIn("was the table made from another dataset?", proc.stderr)
 
   def test_help(self):
-    proc = subprocess.run(
-      [sys.executable, "-m", "trainers.train_spm", "--help"], cwd=ROOT, capture_output=True,
-      text=True, timeout=120,
-    )  # fmt: skip
+    proc = base.run_module("trainers.train_spm", "--help", timeout=120)
     self.assertIn("--vocab_size", proc.stdout)  # absl's --help exits with status 1.
     self.assertIn("--sids", proc.stdout)
 
