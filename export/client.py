@@ -78,7 +78,19 @@ def to_arrays(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return arrays
 
 
-class GrpcClient:
+class _ModelTarget:
+  """What both clients address: a model, its signature, an optional version and a deadline."""
+
+  def __init__(self, model_name: str, signature_name: str, timeout_s: float, version: int | None):
+    if timeout_s <= 0:
+      raise ValueError(f"`timeout_s` must be positive. Received: timeout_s={timeout_s}")
+    self.model_name = model_name
+    self.signature_name = signature_name
+    self.timeout_s = timeout_s
+    self.version = version
+
+
+class GrpcClient(_ModelTarget):
   """gRPC `PredictionService.Predict` client.
 
   Args:
@@ -97,13 +109,8 @@ class GrpcClient:
     timeout_s: float = 1.0,
     version: int | None = None,
   ):
-    if timeout_s <= 0:
-      raise ValueError(f"`timeout_s` must be positive. Received: timeout_s={timeout_s}")
+    super().__init__(model_name, signature_name, timeout_s, version)
     self.address = address
-    self.model_name = model_name
-    self.signature_name = signature_name
-    self.timeout_s = timeout_s
-    self.version = version
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     self._channel = grpc.insecure_channel(address, options=options)
     self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
@@ -187,7 +194,7 @@ def _json_string(value: bytes | str) -> Any:
     return {"b64": base64.b64encode(value).decode("ascii")}
 
 
-class RestClient:
+class RestClient(_ModelTarget):
   """TF Serving REST client (`POST /v1/models/<name>[/versions/<v>]:predict`, columnar "inputs").
 
   Args:
@@ -206,13 +213,8 @@ class RestClient:
     timeout_s: float = 1.0,
     version: int | None = None,
   ):
-    if timeout_s <= 0:
-      raise ValueError(f"`timeout_s` must be positive. Received: timeout_s={timeout_s}")
+    super().__init__(model_name, signature_name, timeout_s, version)
     self.base_url = base_url.rstrip("/")
-    self.model_name = model_name
-    self.signature_name = signature_name
-    self.timeout_s = timeout_s
-    self.version = version
 
   @property
   def url(self) -> str:
