@@ -253,7 +253,11 @@ class ResidualQuantizer(tf.keras.layers.Layer):
     """Replaces codes no item of the batch chose, by (a step toward) a random batch item's residual.
 
     A no-op when `dead_code_reset` is False. The new code is `e + reset_interpolation * (r - e)`
-    for a random batch item with residual r and current code e at that level.
+    for a random batch item with residual r and current code e at that level. Each reset code
+    gets a different item, so no two reset codes coincide (a tie that leaves one of them dead).
+    When the batch has fewer items than the level has unused codes (the short last batch of an
+    epoch), only as many codes as there are items are reset, the lowest-numbered first; the others
+    wait for a later batch.
 
     Args:
       residuals: float[B, L, d]. Each level's input, as returned by `call`.
@@ -268,16 +272,16 @@ class ResidualQuantizer(tf.keras.layers.Layer):
     batch = tf.shape(codes)[0]
     replaced = []
     for level, codebook in enumerate(self.codebooks):
-      unused = unused_code_mask(codes[:, level], self.codebook_size)
+      unused = tf.where(unused_code_mask(codes[:, level], self.codebook_size))[:, 0]
+      count = tf.minimum(tf.shape(unused)[0], batch)
+      target = tf.cast(unused[:count], tf.int32)
       seed = tf.stack([tf.cast(self._reset_step, tf.int32), self.seed + level])
-      pick = tf.random.stateless_uniform(
-        [self.codebook_size], seed=seed, maxval=batch, dtype=tf.int32
-      )
+      pick = tf.random.experimental.stateless_shuffle(tf.range(batch), seed=seed)[:count]
       item_residual = tf.cast(tf.gather(residuals[:, level], pick), codebook.dtype)
       item_code = tf.gather(codebook, tf.gather(codes[:, level], pick))
       fresh = item_code + self.reset_interpolation * (item_residual - item_code)
-      codebook.assign(tf.where(unused[:, tf.newaxis], fresh, codebook))
-      replaced.append(tf.reduce_sum(tf.cast(unused, tf.int32)))
+      codebook.scatter_nd_update(target[:, tf.newaxis], fresh)
+      replaced.append(count)
     return tf.stack(replaced)
 
   def get_config(self):

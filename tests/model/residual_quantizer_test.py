@@ -122,6 +122,27 @@ class ResidualQuantizerTest(base.TestCase):
     for code in (2, 3):
       self.assertIn(tuple(np.round(after1[code], 4)), level1_inputs)
 
+  def test_dead_code_reset_gives_each_reset_code_a_different_item(self):
+    for seed in range(20):  # Level 1's unused codes 2 and 3 never get the same item.
+      layer = _fixed_layer(dead_code_reset=True, seed=seed)
+      out = layer(X)
+      layer.reset_dead_codes(out["residuals"], out["codes"])
+      after1 = layer.codebooks[1].numpy()
+      self.assertNotAllClose(after1[2], after1[3], msg=f"seed {seed}")
+
+  def test_dead_code_reset_with_fewer_items_than_unused_codes(self):
+    layer = _fixed_layer(dead_code_reset=True)
+    x = X[:1]  # One item: it uses code 1 at level 0 and code 1 at level 1.
+    out = layer(x)
+    before = [c.numpy().copy() for c in layer.codebooks]
+    replaced = layer.reset_dead_codes(out["residuals"], out["codes"])
+    self.assertAllEqual(replaced, [1, 1])  # Only as many codes as items, the lowest unused first.
+    after0, after1 = (c.numpy() for c in layer.codebooks)
+    self.assertAllClose(after0[0], X[0])  # Level 0's code 0 := the item's residual (= x).
+    self.assertAllClose(after0[1:], before[0][1:])
+    self.assertAllClose(after1[0], EXPECTED_LEVEL1_INPUT[0])
+    self.assertAllClose(after1[1:], before[1][1:])
+
   def test_dead_code_reset_interpolation_splits_the_item_code(self):
     layer = _fixed_layer(dead_code_reset=True, reset_interpolation=0.5)
     out = layer(X)

@@ -96,11 +96,14 @@ class RQVAETest(base.TestCase):
     model = rqvae.build_rqvae(_config(codebook_size=64, codebook_init="random"))
     x = _data(32)
     model.train_on_batch(x)
-    # With 64 random codes and 32 items, most codes are unused and must now be batch residuals.
+    # With 64 random codes and 32 items, at least 32 codes are unused: 32 of them (one per item)
+    # must now be the items' latents, each a different item.
     latents = model.encoder(x).numpy()
     codebook = model.quantizer.codebooks[0].numpy()
-    dist = ((codebook[:, None, :] - latents[None, :, :]) ** 2).sum(-1).min(axis=1)
-    self.assertGreater(int((dist < 1e-2).sum()), 32)
+    dist = ((codebook[:, None, :] - latents[None, :, :]) ** 2).sum(-1)
+    reset = dist.min(axis=1) < 1e-2
+    self.assertEqual(int(reset.sum()), 32)
+    self.assertLen(set(dist[reset].argmin(axis=1).tolist()), 32)
 
   def test_config_round_trip(self):
     model = rqvae.RQVAE(_config(beta=0.5))
