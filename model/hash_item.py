@@ -21,6 +21,9 @@ class HashItem(item_representation.ItemRepresentation):
     num_bins: int. Hash buckets = rows of the embedding table (the table budget).
     embedding_dim: int. Output width. Defaults to 32.
     salt: Optional int. Hashing salt, to get an independent hash function. Defaults to None.
+    embeddings_initializer: Keras initializer (identifier, config or object) of the table. Defaults
+      to RandomNormal(stddev=0.05). "zeros" makes a bucket no training example reached (a new
+      item's, when the table has room) contribute nothing instead of noise.
     **kwargs: passed to `tf.keras.layers.Layer`.
 
   Call arguments:
@@ -37,7 +40,14 @@ class HashItem(item_representation.ItemRepresentation):
 
   feature_keys = (item_representation.ITEM_ID,)
 
-  def __init__(self, num_bins: int = 10_000, embedding_dim: int = 32, salt=None, **kwargs):
+  def __init__(
+    self,
+    num_bins: int = 10_000,
+    embedding_dim: int = 32,
+    salt=None,
+    embeddings_initializer=None,
+    **kwargs,
+  ):
     super().__init__(embedding_dim=embedding_dim, **kwargs)
     if num_bins <= 0:
       raise ValueError(f"`num_bins` must be positive. Received: num_bins={num_bins}")
@@ -47,7 +57,7 @@ class HashItem(item_representation.ItemRepresentation):
     self.embedding = tf.keras.layers.Embedding(
       num_bins,
       embedding_dim,
-      embeddings_initializer=tf.keras.initializers.RandomNormal(stddev=0.05),
+      embeddings_initializer=item_representation.table_initializer(embeddings_initializer),
       name="id_embedding",
     )
 
@@ -61,5 +71,13 @@ class HashItem(item_representation.ItemRepresentation):
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
-    config.update({"num_bins": self.num_bins, "salt": self.salt})
+    config.update(
+      {
+        "num_bins": self.num_bins,
+        "salt": self.salt,
+        "embeddings_initializer": tf.keras.initializers.serialize(
+          self.embedding.embeddings_initializer
+        ),
+      }
+    )
     return config

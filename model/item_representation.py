@@ -47,6 +47,17 @@ class Scheme(enum.Enum):
 
 SID_SCHEMES = (Scheme.UNIGRAM, Scheme.BIGRAM, Scheme.PREFIX, Scheme.SPM)
 
+# `ItemRepresentationConfig.table_initializer` names -> Keras initializer identifiers.
+TABLE_INITIALIZERS = {"normal": None, "zeros": "zeros"}
+
+
+def table_initializer(identifier=None) -> tf.keras.initializers.Initializer:
+  """The initializer of an embedding table: `identifier` (any Keras identifier, config or object)
+  or, when None, RandomNormal(stddev=0.05)."""
+  if identifier is None:
+    return tf.keras.initializers.RandomNormal(stddev=0.05)
+  return tf.keras.initializers.get(identifier)
+
 
 @dataclasses.dataclass
 class ItemRepresentationConfig:
@@ -68,6 +79,10 @@ class ItemRepresentationConfig:
       token other than the first (the coarsest), so long pieces do not carry everything. Defaults to
       0.
     max_prefix_length: Optional int. `prefix` only: longest prefix; None means all L levels.
+    table_initializer: str. How the hash and subword tables start: "normal" (RandomNormal,
+      stddev 0.05) or "zeros", so a row no training example reached (a new item's hash bucket or
+      long SID piece) adds nothing instead of random noise: a new item then looks like a training
+      example whose ID was dropped (`id_dropout`, `token_dropout`). Defaults to "normal".
   """
 
   scheme: Scheme = Scheme.HASH
@@ -78,6 +93,7 @@ class ItemRepresentationConfig:
   id_dropout: float = 0.0
   token_dropout: float = 0.0
   max_prefix_length: Optional[int] = None
+  table_initializer: str = "normal"
 
   def __post_init__(self):
     self.scheme = Scheme(self.scheme)
@@ -97,6 +113,11 @@ class ItemRepresentationConfig:
       raise ValueError(
         "`hybrid_hash_fraction` must be in (0, 1). "
         f"Received: hybrid_hash_fraction={self.hybrid_hash_fraction}"
+      )
+    if self.table_initializer not in TABLE_INITIALIZERS:
+      raise ValueError(
+        f"`table_initializer` must be one of {sorted(TABLE_INITIALIZERS)}. "
+        f"Received: table_initializer={self.table_initializer!r}"
       )
     for name in ("id_dropout", "token_dropout"):
       value = getattr(self, name)
@@ -178,11 +199,15 @@ def create(
 
   scheme = config.scheme
   name = name or f"{scheme.value}_item"
+  initializer = TABLE_INITIALIZERS[config.table_initializer]
   if scheme is Scheme.NONE:
     return None
   if scheme is Scheme.HASH:
     return hash_item.HashItem(
-      num_bins=config.table_rows, embedding_dim=config.embedding_dim, name=name
+      num_bins=config.table_rows,
+      embedding_dim=config.embedding_dim,
+      embeddings_initializer=initializer,
+      name=name,
     )
   if scheme is Scheme.DENSE:
     return dense_item.DenseItem(embedding_dim=config.embedding_dim, name=name)
@@ -199,6 +224,7 @@ def create(
       tokenizer=tokenizer,
       embedding_dim=config.embedding_dim,
       token_dropout=config.token_dropout,
+      embeddings_initializer=initializer,
       name=name,
     )
   if scheme is Scheme.HYBRID:
@@ -207,7 +233,10 @@ def create(
       config, scheme=config.hybrid_sid_scheme, table_rows=max(1, config.table_rows - hash_rows)
     )
     id_part = hash_item.HashItem(
-      num_bins=hash_rows, embedding_dim=config.embedding_dim, name="hash_part"
+      num_bins=hash_rows,
+      embedding_dim=config.embedding_dim,
+      embeddings_initializer=initializer,
+      name="hash_part",
     )
     sid_part = create(
       sid_config, sid_encoder=sid_encoder, spm_model_proto=spm_model_proto, name="sid_part"

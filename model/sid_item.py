@@ -105,6 +105,9 @@ class SidItem(item_representation.ItemRepresentation):
     embedding_dim: int. Output width. Defaults to 32.
     token_dropout: float. Training-time probability of dropping each token but the first. Defaults
       to 0.
+    embeddings_initializer: Keras initializer (identifier, config or object) of the subword table.
+      Defaults to RandomNormal(stddev=0.05). "zeros" makes a subword no training example contained
+      (a new item's long piece) contribute nothing instead of noise, as when token dropout drops it.
     **kwargs: passed to `tf.keras.layers.Layer`.
 
   Call arguments:
@@ -123,6 +126,7 @@ class SidItem(item_representation.ItemRepresentation):
     tokenizer: tf.keras.layers.Layer,
     embedding_dim: int = 32,
     token_dropout: float = 0.0,
+    embeddings_initializer=None,
     **kwargs,
   ):
     super().__init__(embedding_dim=embedding_dim, **kwargs)
@@ -136,6 +140,7 @@ class SidItem(item_representation.ItemRepresentation):
     self.sid_encoder.trainable = False
     self.tokenizer = tokenizer
     self.token_dropout = token_dropout
+    self.embeddings_initializer = item_representation.table_initializer(embeddings_initializer)
 
   @property
   def num_rows(self) -> int:
@@ -145,7 +150,7 @@ class SidItem(item_representation.ItemRepresentation):
     self.table = self.add_weight(
       name="subword_embeddings",
       shape=(self.num_rows, self.embedding_dim),
-      initializer=tf.keras.initializers.RandomNormal(stddev=0.05),
+      initializer=self.embeddings_initializer,
     )
     super().build(input_shape)
 
@@ -171,6 +176,7 @@ class SidItem(item_representation.ItemRepresentation):
         "sid_encoder": tf.keras.layers.serialize(self.sid_encoder),
         "tokenizer": tf.keras.layers.serialize(self.tokenizer),
         "token_dropout": self.token_dropout,
+        "embeddings_initializer": tf.keras.initializers.serialize(self.embeddings_initializer),
       }
     )
     return config

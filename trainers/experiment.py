@@ -67,6 +67,13 @@ flags.DEFINE_float(
   "SID schemes: training-time dropout of tokens after the first (0.5: chosen on the MovieLens "
   "validation slice).",
 )
+flags.DEFINE_enum(
+  "table_initializer",
+  "normal",
+  sorted(item_rep_lib.TABLE_INITIALIZERS),
+  "Hash/subword tables start normal(0.05) or at zeros (unreached rows then add nothing); every "
+  "scheme, hashing included, gets the same.",
+)
 flags.DEFINE_integer("bootstrap", 200, "User-clustered bootstrap resamples.")
 flags.DEFINE_bool("user_only_floor", True, "Also train the user-only model (no item feature).")
 FLAGS = flags.FLAGS
@@ -153,6 +160,7 @@ def run_one(run: experiment_report.Run, dataset, split, artifacts: Artifacts) ->
     hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
     id_dropout=FLAGS.id_dropout if run.scheme == "hybrid" else 0.0,
     token_dropout=FLAGS.token_dropout,
+    table_initializer=FLAGS.table_initializer,
   )
   ranker_config = ranker_lib.RankerConfig(
     second_label_name=dataset.second_label_name,
@@ -261,6 +269,7 @@ def main(argv):
       "hybrid_sid_scheme",
       "id_dropout",
       "token_dropout",
+      "table_initializer",
       "bootstrap",
     )
   }

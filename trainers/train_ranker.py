@@ -72,6 +72,12 @@ def define_flags() -> None:
   )
   flags.DEFINE_float("id_dropout", 0.0, "hybrid: training-time dropout of the hash-ID vector.")
   flags.DEFINE_float("token_dropout", 0.0, "SID schemes: dropout of tokens after the first.")
+  flags.DEFINE_enum(
+    "table_initializer",
+    "normal",
+    sorted(item_rep_lib.TABLE_INITIALIZERS),
+    "Hash/subword tables start normal(0.05) or at zeros (unreached rows then add nothing).",
+  )
   flags.DEFINE_string("rqvae_dir", None, "RQ-VAE model dir (trainers.train_rqvae's DIR/model).")
   flags.DEFINE_integer("sid_levels", 3, "On-the-fly RQ-VAE: L.")
   flags.DEFINE_integer("sid_codebook_size", 64, "On-the-fly RQ-VAE: K.")
@@ -95,6 +101,7 @@ def configs_from_flags(dataset: schema.Dataset):
     hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
     id_dropout=FLAGS.id_dropout,
     token_dropout=FLAGS.token_dropout,
+    table_initializer=FLAGS.table_initializer,
   )
   ranker_config = ranker_lib.RankerConfig(
     second_label_name=dataset.second_label_name,

@@ -80,6 +80,35 @@ class ItemRepresentationTest(base.TestCase):
     )
     self.assertEqual(layer.num_rows, 16 + 6)
 
+  def test_zero_table_leaves_unreached_rows_at_zero_after_training(self):
+    layer = hash_item.HashItem(num_bins=64, embedding_dim=4, embeddings_initializer="zeros")
+    seen, unseen = tf.constant(["a", "b", "c"]), tf.constant(["zz"])
+    buckets = layer.hashing(tf.concat([seen, unseen], 0)).numpy()
+    self.assertNotIn(buckets[-1], buckets[:-1])  # The unseen item has a bucket of its own.
+    optimizer = tf.keras.optimizers.Adam(0.1)
+    for _ in range(3):
+      with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(layer({"item_id": seen}) - 1.0))
+      optimizer.apply_gradients(
+        zip(tape.gradient(loss, layer.trainable_weights), layer.trainable_weights)
+      )
+    self.assertGreater(float(tf.reduce_min(tf.abs(layer({"item_id": seen})))), 0.0)
+    self.assertAllEqual(layer({"item_id": unseen}), np.zeros((1, 4)))
+
+  def test_table_initializer_reaches_every_table(self):
+    features = stand_ins.toy_batch(batch=3)
+    for scheme in ("hash", "unigram", "hybrid"):
+      with self.subTest(scheme):
+        config = item_representation.ItemRepresentationConfig(
+          scheme, 4, 16, hybrid_sid_scheme="unigram", table_initializer="zeros"
+        )
+        layer = item_representation.create(config, sid_encoder=stand_ins.fixed_encoder())
+        self.assertAllEqual(layer(features), np.zeros((3, 4)))
+        rebuilt = type(layer).from_config(layer.get_config())
+        self.assertAllEqual(rebuilt(features), np.zeros((3, 4)))
+    normal = item_representation.create(item_representation.ItemRepresentationConfig("hash", 4))
+    self.assertGreater(float(tf.reduce_max(tf.abs(normal(features)))), 0.0)
+
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "`num_bins` must be positive. Received: num_bins=0"):
       hash_item.HashItem(num_bins=0)
@@ -93,6 +122,8 @@ class ItemRepresentationTest(base.TestCase):
       dense_item.DenseItem()({"item_id": tf.constant(["a"])})
     with self.assertRaisesRegex(ValueError, "`table_rows` must be positive"):
       item_representation.ItemRepresentationConfig(table_rows=0)
+    with self.assertRaisesRegex(ValueError, "`table_initializer` must be one of .*'ones'"):
+      item_representation.ItemRepresentationConfig(table_initializer="ones")
     with self.assertRaisesRegex(ValueError, "needs a `sid_encoder`"):
       item_representation.create(item_representation.ItemRepresentationConfig(scheme="unigram"))
 
