@@ -70,8 +70,9 @@ class ItemRepresentationConfig:
       vocabulary size of the SentencePiece model, which fixes the rows; for `hybrid` the total of
       both tables). Defaults to 10_000.
     hybrid_sid_scheme: Scheme. The SID scheme inside `hybrid`. Defaults to PREFIX.
-    hybrid_hash_fraction: float. Share of `table_rows` given to the hash part of `hybrid`. Defaults
-      to 0.5.
+    hybrid_hash_fraction: float. Share of `table_rows` given to the hash part of `hybrid`; rows the
+      SID part cannot use (a unigram table needs only L*K) go to the hash part too. Defaults to
+      0.5.
     id_dropout: float. `hybrid` only: during training, the probability of zeroing an example's
       hash-ID vector, so the model learns to rank from the SID part alone, as it must for a new
       item. Defaults to 0.
@@ -228,18 +229,20 @@ def create(
       name=name,
     )
   if scheme is Scheme.HYBRID:
-    hash_rows = max(1, int(round(config.table_rows * config.hybrid_hash_fraction)))
-    sid_config = dataclasses.replace(
-      config, scheme=config.hybrid_sid_scheme, table_rows=max(1, config.table_rows - hash_rows)
+    # The SID part gets its share; rows its tokenizer cannot use (unigram needs only L*K) go to
+    # the hash part, so the hybrid spends its whole budget.
+    sid_share = max(
+      1, config.table_rows - int(round(config.table_rows * config.hybrid_hash_fraction))
+    )
+    sid_config = dataclasses.replace(config, scheme=config.hybrid_sid_scheme, table_rows=sid_share)
+    sid_part = create(
+      sid_config, sid_encoder=sid_encoder, spm_model_proto=spm_model_proto, name="sid_part"
     )
     id_part = hash_item.HashItem(
-      num_bins=hash_rows,
+      num_bins=max(1, config.table_rows - int(sid_part.num_rows)),
       embedding_dim=config.embedding_dim,
       embeddings_initializer=initializer,
       name="hash_part",
-    )
-    sid_part = create(
-      sid_config, sid_encoder=sid_encoder, spm_model_proto=spm_model_proto, name="sid_part"
     )
     return hybrid_item.HybridItem(
       id_part=id_part, sid_part=sid_part, id_dropout=config.id_dropout, name=name

@@ -1,6 +1,7 @@
 """Tests of the item representations: shapes, hand-checkable values, config, SavedModel round
 trip."""
 
+import dataclasses
 import os
 
 import numpy as np
@@ -108,6 +109,17 @@ class ItemRepresentationTest(base.TestCase):
         self.assertAllEqual(rebuilt(features), np.zeros((3, 4)))
     normal = item_representation.create(item_representation.ItemRepresentationConfig("hash", 4))
     self.assertGreater(float(tf.reduce_max(tf.abs(normal(features)))), 0.0)
+
+  def test_hybrid_gives_rows_the_sid_part_cannot_use_to_the_hash_part(self):
+    encoder = stand_ins.fixed_encoder()  # L=2 levels of K=3 codes: a unigram table of 6 rows.
+    config = item_representation.ItemRepresentationConfig(
+      "hybrid", 4, 40, hybrid_sid_scheme="unigram", hybrid_hash_fraction=0.5
+    )
+    layer = item_representation.create(config, sid_encoder=encoder)
+    self.assertEqual((layer.sid_part.num_rows, layer.id_part.num_rows), (6, 34))
+    config = dataclasses.replace(config, table_rows=10)  # Share 5 < 6: the SID part keeps 5.
+    layer = item_representation.create(config, sid_encoder=encoder)
+    self.assertEqual((layer.sid_part.num_rows, layer.id_part.num_rows), (5, 5))
 
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "`num_bins` must be positive. Received: num_bins=0"):
