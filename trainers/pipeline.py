@@ -8,8 +8,8 @@ Stages (each skipped when its output is already there, so a killed run resumes w
   4. spm       train the SentencePiece model over the SIDs of training impressions, vocabulary
                = the table budget -> DIR/spm/.
   5. rankers   train one ranker per --schemes (hash, dense and the SID schemes; SID token dropout
-               0.5, hybrid = hash + prefix-SID with ID dropout 0.5, the settings the experiment
-               chose on MovieLens validation) with the history feature ->
+               0.5, hybrid = hash + --hybrid_sid_scheme with ID dropout 0.5, tables starting at
+               --table_initializer; the settings chosen on MovieLens validation) with history ->
                DIR/rankers/<scheme>/ (metrics.json, saved_model/, ...; see trainers.train_ranker).
   6. compare   DIR/comparison.md and DIR/comparison.json (test AUC/GAUC per slice, user-clustered
                bootstrap intervals vs hashing) and DIR/comparison.png.
@@ -43,6 +43,18 @@ flags.DEFINE_integer("rqvae_epochs", 10, "RQ-VAE training epochs.")
 flags.DEFINE_integer("ranker_epochs", 1, "Most ranker epochs (early stopping on validation).")
 flags.DEFINE_integer("batch_size", 1024, "Ranker batch size.")
 flags.DEFINE_integer("bootstrap", 100, "Bootstrap resamples for the comparison.")
+flags.DEFINE_enum(
+  "hybrid_sid_scheme",
+  "unigram",
+  [s.value for s in item_rep_lib.SID_SCHEMES],
+  "SID part of hybrid (unigram: the best validation cold GAUC on MovieLens).",
+)
+flags.DEFINE_enum(
+  "table_initializer",
+  "zeros",
+  sorted(item_rep_lib.TABLE_INITIALIZERS),
+  "Hash/subword tables start at zeros (unreached rows add nothing) or normal(0.05).",
+)
 FLAGS = flags.FLAGS
 
 
@@ -110,9 +122,10 @@ def ranker_stage(dataset, split, rqvae, spm_protos, directory: str):
     item_config = item_rep_lib.ItemRepresentationConfig(
       scheme=scheme,
       table_rows=FLAGS.table_rows,
-      hybrid_sid_scheme="prefix",
+      hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
       id_dropout=0.5 if scheme == "hybrid" else 0.0,
       token_dropout=0.5,
+      table_initializer=FLAGS.table_initializer,
     )
     ranker_config = ranker_lib.RankerConfig(second_label_name=dataset.second_label_name)
     train_config = ranker_training.TrainConfig(
@@ -176,6 +189,9 @@ def main(argv):
   _stage("4/6 SentencePiece over SIDs")
   spm_dir = os.path.join(out, "spm")
   protos = {"spm": spm_stage(dataset, split, codes, spm_dir, FLAGS.table_rows)}
+  if FLAGS.hybrid_sid_scheme == "spm" and "hybrid" in FLAGS.schemes:  # The SID part's share.
+    share = FLAGS.table_rows - int(round(FLAGS.table_rows * 0.5))
+    protos["hybrid"] = spm_stage(dataset, split, codes, spm_dir, share)
   _stage("5/6 rankers")
   runs, results = ranker_stage(dataset, split, rqvae, protos, os.path.join(out, "rankers"))
   _stage("6/6 comparison")

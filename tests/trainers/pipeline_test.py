@@ -24,7 +24,13 @@ def _run(module, *args):
 class PipelineTest(base.TestCase):
   def test_pipeline_runs_end_to_end_and_resumes(self):
     out = os.path.join(self.get_temp_dir(), "pipeline")
-    args = ("--schemes=hash,spm", "--table_rows=40", "--rqvae_epochs=1", f"--output_dir={out}")
+    args = (
+      "--schemes=hash,spm,hybrid",
+      "--hybrid_sid_scheme=spm",  # Needs its own SPM model at the SID part's share (20 rows).
+      "--table_rows=40",
+      "--rqvae_epochs=1",
+      f"--output_dir={out}",
+    )
     done = _run("trainers.pipeline", *args)
     self.assertEqual(done.returncode, 0, done.stderr[-3000:])
     for name in (
@@ -34,11 +40,13 @@ class PipelineTest(base.TestCase):
       "comparison.png",
       "rankers/spm/saved_model/saved_model.pb",
       "rankers/hash/metrics.json",
+      "rankers/hybrid/metrics.json",
+      "spm/spm_20.model",
     ):
       self.assertTrue(os.path.exists(os.path.join(out, name)), name)
     with open(os.path.join(out, "comparison.json")) as f:
       schemes = [e["scheme"] for e in json.load(f)["entries"]]
-    self.assertEqual(schemes, ["hash", "spm"])
+    self.assertEqual(schemes, ["hash", "hybrid", "spm"])  # hash first, then by name.
     again = _run("trainers.pipeline", *args)
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
     self.assertIn("spm: reusing", again.stdout)
