@@ -56,9 +56,9 @@ flags.DEFINE_integer("rqvae_epochs", 20, "RQ-VAE training epochs.")
 flags.DEFINE_string("rqvae_dir", None, "Use this trained RQ-VAE instead of training one.")
 flags.DEFINE_enum(
   "hybrid_sid_scheme",
-  "prefix",
+  "unigram",
   [s.value for s in item_rep_lib.SID_SCHEMES],
-  "SID part of hybrid (prefix: chosen on the MovieLens validation slice).",
+  "SID part of hybrid (unigram: a larger validation cold-GAUC gain than prefix on MovieLens).",
 )
 flags.DEFINE_float("id_dropout", 0.5, "hybrid: training-time dropout of the hash-ID vector.")
 flags.DEFINE_float(
@@ -69,7 +69,7 @@ flags.DEFINE_float(
 )
 flags.DEFINE_enum(
   "table_initializer",
-  "normal",
+  "zeros",
   sorted(item_rep_lib.TABLE_INITIALIZERS),
   "Hash/subword tables start normal(0.05) or at zeros (unreached rows then add nothing); every "
   "scheme, hashing included, gets the same.",
