@@ -41,13 +41,26 @@ flags.DEFINE_integer(
   "sid_levels", 3, "RQ-VAE L (trained briefly here; SIDs' quality is irrelevant)."
 )
 flags.DEFINE_integer("sid_codebook_size", 64, "RQ-VAE K.")
+flags.DEFINE_enum(
+  "hybrid_sid_scheme",
+  "unigram",
+  [s.value for s in item_rep_lib.SID_SCHEMES],
+  "SID part of hybrid (the experiments' default).",
+)
+flags.DEFINE_float("token_dropout", 0.5, "SID token dropout (the experiments' default).")
+flags.DEFINE_float("id_dropout", 0.5, "hybrid ID dropout (the experiments' default).")
 flags.DEFINE_string("output_dir", "/tmp/ranker_throughput", "Where the results go.")
 FLAGS = flags.FLAGS
 
 
 def build(scheme, dataset, encoder, proto):
   item_config = item_rep_lib.ItemRepresentationConfig(
-    scheme=scheme, table_rows=FLAGS.table_rows, hybrid_sid_scheme="spm"
+    scheme=scheme,
+    table_rows=FLAGS.table_rows,
+    hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
+    token_dropout=FLAGS.token_dropout,
+    id_dropout=FLAGS.id_dropout if scheme == "hybrid" else 0.0,
+    table_initializer="zeros",
   )
   ranker_config = ranker_lib.RankerConfig(
     second_label_name=dataset.second_label_name,
@@ -120,6 +133,9 @@ def main(argv):
       "history_length",
       "sid_levels",
       "sid_codebook_size",
+      "hybrid_sid_scheme",
+      "token_dropout",
+      "id_dropout",
     )
   }
   report = {"settings": settings, "data": data_flags.describe(), "results": results}
