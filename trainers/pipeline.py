@@ -39,8 +39,10 @@ flags.DEFINE_list(
 flags.DEFINE_integer("table_rows", 4000, "Embedding-table budget (rows) of every scheme.")
 flags.DEFINE_integer("sid_levels", 3, "RQ-VAE levels L.")
 flags.DEFINE_integer("sid_codebook_size", 64, "RQ-VAE codes per level K.")
-flags.DEFINE_integer("rqvae_epochs", 10, "RQ-VAE training epochs.")
-flags.DEFINE_integer("ranker_epochs", 1, "Most ranker epochs (early stopping on validation).")
+flags.DEFINE_integer("rqvae_epochs", 20, "RQ-VAE training epochs (as trainers.experiment).")
+flags.DEFINE_integer(
+  "ranker_epochs", 3, "Most ranker epochs, early stopping on validation (as trainers.experiment)."
+)
 flags.DEFINE_integer("batch_size", 1024, "Ranker batch size.")
 flags.DEFINE_integer("bootstrap", 100, "Bootstrap resamples for the comparison.")
 flags.DEFINE_enum(

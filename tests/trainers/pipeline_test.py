@@ -29,6 +29,7 @@ class PipelineTest(base.TestCase):
       "--hybrid_sid_scheme=spm",  # Needs its own SPM model at the SID part's share (20 rows).
       "--table_rows=40",
       "--rqvae_epochs=1",
+      "--ranker_epochs=1",
       f"--output_dir={out}",
     )
     done = _run("trainers.pipeline", *args)
