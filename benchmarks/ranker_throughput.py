@@ -21,10 +21,9 @@ import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
 from features import history, io_utils  # noqa: E402
-from model import item_representation as item_rep_lib  # noqa: E402
 from model import ranker as ranker_lib  # noqa: E402
 from model import semantic_id_encoder  # noqa: E402
-from trainers import data_flags, ranker_training  # noqa: E402
+from trainers import data_flags, item_flags, ranker_training  # noqa: E402
 
 data_flags.define()
 flags.DEFINE_list(
@@ -41,27 +40,13 @@ flags.DEFINE_integer(
   "sid_levels", 3, "RQ-VAE L (trained briefly here; SIDs' quality is irrelevant)."
 )
 flags.DEFINE_integer("sid_codebook_size", 64, "RQ-VAE K.")
-flags.DEFINE_enum(
-  "hybrid_sid_scheme",
-  "unigram",
-  [s.value for s in item_rep_lib.SID_SCHEMES],
-  "SID part of hybrid (the experiments' default).",
-)
-flags.DEFINE_float("token_dropout", 0.5, "SID token dropout (the experiments' default).")
-flags.DEFINE_float("id_dropout", 0.5, "hybrid ID dropout (the experiments' default).")
+item_flags.define()
 flags.DEFINE_string("output_dir", "/tmp/ranker_throughput", "Where the results go.")
 FLAGS = flags.FLAGS
 
 
 def build(scheme, dataset, encoder, proto):
-  item_config = item_rep_lib.ItemRepresentationConfig(
-    scheme=scheme,
-    table_rows=FLAGS.table_rows,
-    hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
-    token_dropout=FLAGS.token_dropout,
-    id_dropout=FLAGS.id_dropout if scheme == "hybrid" else 0.0,
-    table_initializer="zeros",
-  )
+  item_config = item_flags.item_config(scheme, FLAGS.table_rows)
   ranker_config = ranker_lib.RankerConfig(
     second_label_name=dataset.second_label_name,
     use_history=FLAGS.history == "on",
@@ -133,9 +118,7 @@ def main(argv):
       "history_length",
       "sid_levels",
       "sid_codebook_size",
-      "hybrid_sid_scheme",
-      "token_dropout",
-      "id_dropout",
+      *item_flags.NAMES,
     )
   }
   report = {"settings": settings, "data": data_flags.describe(), "results": results}

@@ -33,7 +33,7 @@ from features import io_utils
 from model import item_representation as item_rep_lib
 from model import ranker as ranker_lib
 from model import semantic_id_encoder
-from trainers import data_flags, experiment_report, ranker_training
+from trainers import data_flags, experiment_report, item_flags, ranker_training
 
 Scheme = item_rep_lib.Scheme
 ALL_SCHEMES = ("hash", "dense", "unigram", "bigram", "prefix", "spm", "hybrid")
@@ -54,26 +54,7 @@ flags.DEFINE_integer("sid_levels", 3, "RQ-VAE levels L.")
 flags.DEFINE_integer("sid_codebook_size", 64, "RQ-VAE codes per level K.")
 flags.DEFINE_integer("rqvae_epochs", 20, "RQ-VAE training epochs.")
 flags.DEFINE_string("rqvae_dir", None, "Use this trained RQ-VAE instead of training one.")
-flags.DEFINE_enum(
-  "hybrid_sid_scheme",
-  "unigram",
-  [s.value for s in item_rep_lib.SID_SCHEMES],
-  "SID part of hybrid (unigram: a larger validation cold-GAUC gain than prefix on MovieLens).",
-)
-flags.DEFINE_float("id_dropout", 0.5, "hybrid: training-time dropout of the hash-ID vector.")
-flags.DEFINE_float(
-  "token_dropout",
-  0.5,
-  "SID schemes: training-time dropout of tokens after the first (0.5: chosen on the MovieLens "
-  "validation slice).",
-)
-flags.DEFINE_enum(
-  "table_initializer",
-  "zeros",
-  sorted(item_rep_lib.TABLE_INITIALIZERS),
-  "Hash/subword tables start normal(0.05) or at zeros (unreached rows then add nothing); every "
-  "scheme, hashing included, gets the same.",
-)
+item_flags.define()
 flags.DEFINE_integer("bootstrap", 200, "User-clustered bootstrap resamples.")
 flags.DEFINE_bool("user_only_floor", True, "Also train the user-only model (no item feature).")
 FLAGS = flags.FLAGS
@@ -153,15 +134,7 @@ def run_one(run: experiment_report.Run, dataset, split, artifacts: Artifacts) ->
     with open(done) as f:
       return json.load(f)
   tf.keras.backend.clear_session()
-  item_config = item_rep_lib.ItemRepresentationConfig(
-    scheme=run.scheme,
-    embedding_dim=FLAGS.embedding_dim,
-    table_rows=max(run.rows, 1),
-    hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
-    id_dropout=FLAGS.id_dropout if run.scheme == "hybrid" else 0.0,
-    token_dropout=FLAGS.token_dropout,
-    table_initializer=FLAGS.table_initializer,
-  )
+  item_config = item_flags.item_config(run.scheme, max(run.rows, 1), FLAGS.embedding_dim)
   ranker_config = ranker_lib.RankerConfig(
     second_label_name=dataset.second_label_name,
     user_embedding_dim=FLAGS.embedding_dim,
@@ -266,10 +239,7 @@ def main(argv):
       "learning_rate",
       "sid_levels",
       "sid_codebook_size",
-      "hybrid_sid_scheme",
-      "id_dropout",
-      "token_dropout",
-      "table_initializer",
+      *item_flags.NAMES,
       "bootstrap",
     )
   }

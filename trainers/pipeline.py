@@ -8,8 +8,8 @@ Stages (each skipped when its output is already there, so a killed run resumes w
   4. spm       train the SentencePiece model over the SIDs of training impressions, vocabulary
                = the table budget -> DIR/spm/.
   5. rankers   train one ranker per --schemes (hash, dense and the SID schemes; SID token dropout
-               0.5, hybrid = hash + --hybrid_sid_scheme with ID dropout 0.5, tables starting at
-               --table_initializer; the settings chosen on MovieLens validation) with history ->
+               --token_dropout, hybrid = hash + --hybrid_sid_scheme with --id_dropout, tables
+               starting at --table_initializer; trainers.item_flags' defaults) with history ->
                DIR/rankers/<scheme>/ (metrics.json, saved_model/, ...; see trainers.train_ranker).
   6. compare   DIR/comparison.md and DIR/comparison.json (test AUC/GAUC per slice, user-clustered
                bootstrap intervals vs hashing) and DIR/comparison.png.
@@ -27,7 +27,7 @@ from model import item_representation as item_rep_lib
 from model import ranker as ranker_lib
 from model import rqvae as rqvae_lib
 from model import semantic_id_encoder
-from trainers import data_flags, describe_data, experiment_report, ranker_training
+from trainers import data_flags, describe_data, experiment_report, item_flags, ranker_training
 
 data_flags.define()
 flags.DEFINE_string("output_dir", "runs/pipeline", "Folder for every artifact of the run.")
@@ -45,18 +45,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("batch_size", 1024, "Ranker batch size.")
 flags.DEFINE_integer("bootstrap", 100, "Bootstrap resamples for the comparison.")
-flags.DEFINE_enum(
-  "hybrid_sid_scheme",
-  "unigram",
-  [s.value for s in item_rep_lib.SID_SCHEMES],
-  "SID part of hybrid (unigram: the best validation cold GAUC on MovieLens).",
-)
-flags.DEFINE_enum(
-  "table_initializer",
-  "zeros",
-  sorted(item_rep_lib.TABLE_INITIALIZERS),
-  "Hash/subword tables start at zeros (unreached rows add nothing) or normal(0.05).",
-)
+item_flags.define()
 FLAGS = flags.FLAGS
 
 
@@ -121,14 +110,7 @@ def ranker_stage(dataset, split, rqvae, spm_protos, directory: str):
       print(f"{scheme}: reusing {run_dir}")
       continue
     print(f"\n--- ranker: {scheme} ---", flush=True)
-    item_config = item_rep_lib.ItemRepresentationConfig(
-      scheme=scheme,
-      table_rows=FLAGS.table_rows,
-      hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
-      id_dropout=0.5 if scheme == "hybrid" else 0.0,
-      token_dropout=0.5,
-      table_initializer=FLAGS.table_initializer,
-    )
+    item_config = item_flags.item_config(scheme, FLAGS.table_rows)
     ranker_config = ranker_lib.RankerConfig(second_label_name=dataset.second_label_name)
     train_config = ranker_training.TrainConfig(
       epochs=FLAGS.ranker_epochs, batch_size=FLAGS.batch_size, seed=FLAGS.seed, verbose=1

@@ -31,7 +31,7 @@ from model import item_representation as item_rep_lib
 from model import ranker as ranker_lib
 from model import rqvae as rqvae_lib
 from model import semantic_id_encoder
-from trainers import data_flags, ranker_training
+from trainers import data_flags, item_flags, ranker_training
 
 Scheme = item_rep_lib.Scheme
 
@@ -64,19 +64,9 @@ def define_flags() -> None:
   flags.DEFINE_enum("history", "on", ["on", "off"], "Use the history feature.")
   flags.DEFINE_integer("history_length", 10, "H: history items per example.")
   flags.DEFINE_integer("embedding_dim", 32, "Item/user embedding width.")
-  flags.DEFINE_enum(
-    "hybrid_sid_scheme",
-    "prefix",
-    [s.value for s in item_rep_lib.SID_SCHEMES],
-    "SID part of hybrid.",
-  )
-  flags.DEFINE_float("id_dropout", 0.0, "hybrid: training-time dropout of the hash-ID vector.")
-  flags.DEFINE_float("token_dropout", 0.0, "SID schemes: dropout of tokens after the first.")
-  flags.DEFINE_enum(
-    "table_initializer",
-    "normal",
-    sorted(item_rep_lib.TABLE_INITIALIZERS),
-    "Hash/subword tables start normal(0.05) or at zeros (unreached rows then add nothing).",
+  # A single run starts plain; the experiments' protocol is item_flags' own defaults.
+  item_flags.define(
+    hybrid_sid_scheme="prefix", id_dropout=0.0, token_dropout=0.0, table_initializer="normal"
   )
   flags.DEFINE_string("rqvae_dir", None, "RQ-VAE model dir (trainers.train_rqvae's DIR/model).")
   flags.DEFINE_integer("sid_levels", 3, "On-the-fly RQ-VAE: L.")
@@ -94,14 +84,8 @@ FLAGS = flags.FLAGS
 
 
 def configs_from_flags(dataset: schema.Dataset):
-  item_config = item_rep_lib.ItemRepresentationConfig(
-    scheme=FLAGS.item_representation,
-    embedding_dim=FLAGS.embedding_dim,
-    table_rows=FLAGS.table_rows,
-    hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
-    id_dropout=FLAGS.id_dropout,
-    token_dropout=FLAGS.token_dropout,
-    table_initializer=FLAGS.table_initializer,
+  item_config = item_flags.item_config(
+    FLAGS.item_representation, FLAGS.table_rows, FLAGS.embedding_dim
   )
   ranker_config = ranker_lib.RankerConfig(
     second_label_name=dataset.second_label_name,
