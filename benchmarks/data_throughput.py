@@ -17,6 +17,7 @@ import tqdm
 from absl import app, flags
 
 from features import io_utils, pipeline, schema, splits, synthetic
+from trainers import job_flags
 
 flags.DEFINE_integer("items", 1_000_000, "Synthetic items.")
 flags.DEFINE_integer("users", 100_000, "Synthetic users.")
@@ -26,7 +27,7 @@ flags.DEFINE_integer("batch_size", 4096, "tf.data batch size.")
 flags.DEFINE_integer(
   "max_batches", 0, "Stop the tf.data pass after this many batches (0: whole split)."
 )
-flags.DEFINE_string("output_dir", "runs/bench_data", "Where results.json/results.md go.")
+job_flags.define_output_dir("runs/bench_data", "Where results.json/results.md go.")
 FLAGS = flags.FLAGS
 
 

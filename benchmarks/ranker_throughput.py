@@ -22,12 +22,15 @@ from absl import app, flags  # noqa: E402
 
 from features import history, io_utils  # noqa: E402
 from model import ranker as ranker_lib  # noqa: E402
-from model import semantic_id_encoder  # noqa: E402
-from trainers import data_flags, item_flags, ranker_training  # noqa: E402
+from model import (
+  schemes,  # noqa: E402
+  semantic_id_encoder,  # noqa: E402
+)
+from trainers import artifacts, data_flags, item_flags, job_flags, ranker_training  # noqa: E402
 
 data_flags.define()
 flags.DEFINE_list(
-  "schemes", ["hash", "dense", "unigram", "bigram", "prefix", "spm", "hybrid"], "Schemes."
+  "schemes", list(schemes.comparison_names()), "Schemes (default: every registered one)."
 )
 flags.DEFINE_integer("table_rows", 4000, "Table budget.")
 flags.DEFINE_integer("batch_size", 1024, "Batch size.")
@@ -41,7 +44,7 @@ flags.DEFINE_integer(
 )
 flags.DEFINE_integer("sid_codebook_size", 64, "RQ-VAE K.")
 item_flags.define()
-flags.DEFINE_string("output_dir", "/tmp/ranker_throughput", "Where the results go.")
+job_flags.define_output_dir("/tmp/ranker_throughput", "Where the results go.")
 FLAGS = flags.FLAGS
 
 
@@ -62,13 +65,13 @@ def main(argv):
   dataset = data_flags.load()
   split = data_flags.split(dataset)
   print("training a small RQ-VAE and SPM model for the SID schemes ...")
-  rqvae = ranker_training.train_rqvae(
-    dataset, ranker_training.SidConfig(FLAGS.sid_levels, FLAGS.sid_codebook_size, epochs=3)
+  rqvae = artifacts.train_rqvae(
+    dataset, artifacts.SidConfig(FLAGS.sid_levels, FLAGS.sid_codebook_size, epochs=3)
   )
   codes = rqvae.assign_codes(dataset.embeddings)
-  proto = ranker_training.train_spm(
+  proto = artifacts.train_spm(
     codes,
-    ranker_training.impressions_per_item(dataset, split.train),
+    artifacts.impressions_per_item(dataset, split.train),
     FLAGS.sid_codebook_size,
     FLAGS.table_rows // 2,
   )

@@ -35,8 +35,9 @@ from absl import app, flags, logging  # noqa: E402
 
 from features import datasets, io_utils, synthetic  # noqa: E402
 from model import rqvae, rqvae_metrics, semantic_id_encoder  # noqa: E402
+from trainers import job_flags  # noqa: E402
 
-flags.DEFINE_string("output_dir", None, "Where to write results.json, results.md and the PNGs.")
+job_flags.define_output_dir(None, "Where to write results.json, results.md and the PNGs.")
 flags.DEFINE_string("movielens_dir", None, "ml-latest-small folder (default: the shared copy).")
 flags.DEFINE_integer("movielens_epochs", 150, "RQ-VAE epochs on MovieLens.")
 flags.DEFINE_integer("movielens_batch_size", 1024, "RQ-VAE batch size on MovieLens.")

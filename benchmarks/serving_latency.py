@@ -26,6 +26,7 @@ import time
 import matplotlib  # noqa: E402
 
 from export import export_model, serving_assets  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+from trainers import job_flags, ranker_training  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -38,7 +39,7 @@ SCHEMES = ("hash", "spm")
 TARGET_RATIO = 1.3
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", None, "Where the JSON, markdown and PNG go.")
+job_flags.define_output_dir(None, "Where the JSON, markdown and PNG go.")
 flags.DEFINE_string("spm_ranker_dir", None, "A trained SPM-SID ranker (trainers.train_ranker).")
 flags.DEFINE_string("hash_ranker_dir", None, "A trained hash-ID ranker (trainers.train_ranker).")
 flags.DEFINE_string(
@@ -55,7 +56,7 @@ flags.DEFINE_integer("seed", 0, "Seed of the request contents.")
 
 def train_ranker(scheme: str, output_dir: str) -> str:
   """Runs trainers.train_ranker for `scheme` into `output_dir` (reused if already trained)."""
-  if os.path.isfile(os.path.join(output_dir, "saved_model", "saved_model.pb")):
+  if export_model.is_trained_ranker(output_dir):
     return output_dir
   command = [sys.executable, "-m", "trainers.train_ranker", f"--item_representation={scheme}"]
   command += [f"--output_dir={output_dir}", *shlex.split(FLAGS.train_args)]
@@ -86,17 +87,19 @@ def one_user_request(specs, candidates: int, seed: int):
   return {name: tf.constant(value) for name, value in inputs.items()}
 
 
-def semantic_id_share(ranker_saved_model: str, serve) -> dict:
+def semantic_id_share(ranker_dir: str, serve) -> dict:
   """Time of the SPM ranker's own `semantic_id` signature (no row limit) alone on the rows one
   request encodes: each candidate's embedding plus its copy of the user's H history embeddings
   (the ranker encodes every history row of every candidate)."""
   specs = serve.structured_input_signature[1]
   history = specs.get("history_content_embedding")
   rows_per_candidate = 1 + (int(history.shape[1]) if history is not None else 0)
-  signatures = tf.saved_model.load(ranker_saved_model).signatures
-  if "semantic_id" not in signatures or "content_embedding" not in specs:
+  encoder = getattr(
+    ranker_training.load_ranker(ranker_dir).item_representation, "sid_encoder", None
+  )
+  if encoder is None or "content_embedding" not in specs:
     return {}
-  semantic_id = signatures["semantic_id"]
+  semantic_id = tf.function(lambda content_embedding: {"codes": encoder(content_embedding)})
   dim = int(specs["content_embedding"].shape[1])
   shares = {}
   for candidates in (int(c) for c in FLAGS.candidates):
@@ -140,9 +143,7 @@ def run(output_dir: str) -> dict:
         "p99_ms": float(np.percentile(times[scheme], 99)),
         "mean_ms": float(np.mean(times[scheme])),
       }
-  results["spm_semantic_id"] = semantic_id_share(
-    export_model.ranker_saved_model(ranker_dirs["spm"]), functions["spm"]
-  )
+  results["spm_semantic_id"] = semantic_id_share(ranker_dirs["spm"], functions["spm"])
   ratios = {
     candidates: {
       stat: results["spm"][candidates][stat] / results["hash"][candidates][stat]

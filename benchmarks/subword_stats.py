@@ -27,9 +27,9 @@ import tqdm
 from absl import app, flags
 
 from features import io_utils, sid_ngram, sid_prefix_ngram, sid_spm, spm_training
-from trainers import train_spm  # Defines --sids, --vocab_size and the data flags.
+from trainers import job_flags, train_spm  # train_spm defines --sids, --vocab_size, data flags.
 
-flags.DEFINE_string("output_dir", "runs/bench_subword", "Where the JSON, markdown and PNG go.")
+job_flags.define_output_dir("runs/bench_subword", "Where the JSON, markdown and PNG go.")
 flags.DEFINE_integer("num_items", 100_000, "Synthetic SIDs for throughput (and stats by default).")
 flags.DEFINE_integer("hash_rows", 1 << 20, "Row budget of the hashed bigram and prefix-ngram.")
 flags.DEFINE_integer("batch_size", 4096, "Items per tokenization call in the throughput pass.")

@@ -15,10 +15,10 @@ from absl import app, flags
 
 from features import io_utils, splits, synthetic
 from model import metrics
-from trainers import data_flags
+from trainers import data_flags, job_flags
 
 data_flags.define()
-flags.DEFINE_string("output_dir", "runs/synthetic_oracle", "Where results.json/results.md go.")
+job_flags.define_output_dir("runs/synthetic_oracle", "Where results.json/results.md go.")
 FLAGS = flags.FLAGS
 
 

@@ -3,8 +3,17 @@
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from features import keras_env  # noqa: E402
 
-keras_env.check_legacy_keras()
+keras_env.configure()
+
+# The public modules (import them as `from export import <module>`).
+__all__ = [
+  "client",
+  "contract_check",
+  "export_model",
+  "loader_check",
+  "serving_assets",
+  "signatures",
+]

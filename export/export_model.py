@@ -3,13 +3,15 @@ r"""Exports a trained ranker for TF Serving: `BASE/<version>/` with three signat
 Usage:
   python -m export.export_model --ranker_dir=runs/ranker_spm --output_dir=/tmp/serving/ranker
 
-Input contract (`--ranker_dir`): trainers.train_ranker's output directory (its `saved_model/` is
-used) or any SavedModel directory whose `serving_default` signature takes named batch-major
-tensors, among them `content_embedding` float32[None, D], and returns `ctr` [B] plus the second
-task's output [B]; an optional `semantic_id` signature (content_embedding -> codes [B, L]) is
-carried over. A Keras model qualifies once saved with such a signature:
+Input contract (`--ranker_dir`): trainers.train_ranker's output directory (the ranker is rebuilt
+from its `ranker_config.json` and `checkpoint/`; its inputs come from `features.feature_spec`), or
+any SavedModel directory whose `serving_default` signature takes named batch-major tensors, among
+them `content_embedding` float32[None, D], and returns `ctr` [B] plus the second task's output
+[B]; an optional `semantic_id` signature (content_embedding -> codes [B, L]) is carried over. A
+Keras model qualifies once saved with such a signature:
 `tf.saved_model.save(model, dir, signatures={"serving_default": fn})` with
 `fn = tf.function(lambda features: model(features), input_signature=[{name: TensorSpec}])`.
+This module and `export.signatures` are the only places that build serving signatures.
 
 Output (`--output_dir`, TF Serving's base path for one model):
   BASE/<version>/                    SavedModel: `serving_default`, `predict_examples`,
@@ -37,9 +39,11 @@ import tqdm
 from absl import app, flags
 
 from export import contract_check, serving_assets, signatures
+from features import feature_spec
+from trainers import job_flags, ranker_training
 
 TRAINING_ONLY_CHILDREN = ("optimizer",)
-EMBEDDING_KEY = "content_embedding"
+EMBEDDING_KEY = feature_spec.CONTENT_EMBEDDING
 
 
 @dataclasses.dataclass
@@ -75,6 +79,11 @@ class ExportConfig:
         f"`warmup_batch_sizes` must be in [1, max_batch_size={self.max_batch_size}]. "
         f"Received: {list(self.warmup_batch_sizes)}"
       )
+
+
+def is_trained_ranker(ranker_dir: str) -> bool:
+  """True for a `trainers.train_ranker` output folder (config + checkpoint)."""
+  return os.path.isfile(os.path.join(ranker_dir, ranker_training.CONFIG_FILE))
 
 
 def ranker_saved_model(ranker_dir: str) -> str:
@@ -117,6 +126,27 @@ def drop_training_state(ranker: tf.Module) -> list[str]:
   return dropped
 
 
+def keras_serving_module(ranker, content_dim: int, max_batch_size: int) -> signatures.ServingModule:
+  """Wraps a Keras ranker (`model.ranker.Ranker`) in the validated signatures: its inputs from the
+  feature spec, `semantic_id` when its item representation has a SID encoder."""
+  specs = ranker.input_specs(content_dim)
+  contract = signatures.ServingContract(
+    input_specs={k: tf.TensorSpec(s.shape, s.dtype) for k, s in specs.items()},
+    output_names=ranker.prediction_names,
+    embedding_key=EMBEDDING_KEY if EMBEDDING_KEY in specs else None,
+    max_batch_size=max_batch_size,
+  )
+  encoder = getattr(ranker.item_representation, "sid_encoder", None)
+  if contract.embedding_key is None:
+    encoder = None
+  return signatures.ServingModule(
+    predict_fn=lambda features: ranker(features, training=False),
+    contract=contract,
+    sid_fn=encoder,
+    trackables={"ranker": ranker},
+  )
+
+
 def serving_module(ranker: tf.Module, max_batch_size: int) -> signatures.ServingModule:
   """Wraps a loaded ranker SavedModel in the three validated signatures."""
   serve = ranker.signatures["serving_default"]
@@ -155,11 +185,18 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
       export's predictions differ from the ranker's by more than `config.tolerance`.
   """
   config = config or ExportConfig()
-  saved_model = ranker_saved_model(ranker_dir)
   steps = tqdm.tqdm(total=5, desc="export", unit="step", file=sys.stdout)
-  ranker = tf.saved_model.load(saved_model, tags=["serve"])
-  drop_training_state(ranker)
-  module = serving_module(ranker, config.max_batch_size)
+  if is_trained_ranker(ranker_dir):
+    keras_ranker = ranker_training.load_ranker(ranker_dir)
+    module = keras_serving_module(
+      keras_ranker, ranker_training.content_dim(ranker_dir), config.max_batch_size
+    )
+    reference = lambda **inputs: keras_ranker(inputs, training=False)  # noqa: E731
+  else:
+    ranker = tf.saved_model.load(ranker_saved_model(ranker_dir), tags=["serve"])
+    drop_training_state(ranker)
+    module = serving_module(ranker, config.max_batch_size)
+    reference = ranker.signatures["serving_default"]
   steps.update()
   os.makedirs(output_dir, exist_ok=True)
   version = config.version or next_version(output_dir)
@@ -177,7 +214,7 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
     ]
     serving_assets.write_warmup_requests(temp, config.model_name, requests)
     steps.update()
-    _verify(ranker, temp, specs, config.tolerance)
+    _verify(reference, temp, specs, config.tolerance)
     steps.update()
     os.rename(temp, final)
   finally:
@@ -198,10 +235,11 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
   return final
 
 
-def _verify(ranker: tf.Module, export_dir: str, specs, tolerance: float) -> None:
-  """Reloads the export and checks it predicts what the ranker predicts on sample rows."""
+def _verify(reference, export_dir: str, specs, tolerance: float) -> None:
+  """Reloads the export and checks it predicts what the in-process ranker predicts on sample
+  rows (`reference`: a serving function taking the inputs as keyword arguments)."""
   inputs = {k: tf.constant(v) for k, v in serving_assets.sample_inputs(specs, 16, seed=1).items()}
-  expected = ranker.signatures["serving_default"](**inputs)
+  expected = reference(**inputs)
   exported = tf.saved_model.load(export_dir).signatures["serving_default"](**inputs)
   diff = _max_diff({k: expected[k] for k in exported}, exported)
   if not diff <= tolerance:
@@ -223,7 +261,7 @@ def define_flags() -> None:
   flags.DEFINE_string(
     "ranker_dir", None, "trainers.train_ranker's output dir, or a SavedModel dir."
   )
-  flags.DEFINE_string("output_dir", None, "TF Serving base path for the model: versions go below.")
+  job_flags.define_output_dir(None, "TF Serving base path for the model: versions go below.")
   flags.DEFINE_string("model_name", "ranker", "Model name (models.config, requests).")
   flags.DEFINE_integer("version", None, "Version to write (default: one more than the highest).")
   flags.DEFINE_integer("max_batch_size", 10_000, "Most rows per request.")

@@ -3,8 +3,28 @@
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from features import keras_env  # noqa: E402
 
-keras_env.check_legacy_keras()
+keras_env.configure()
+
+# The public modules (import them as `from features import <module>`).
+__all__ = [
+  "datasets",
+  "feature_spec",
+  "history",
+  "io_utils",
+  "keras_env",
+  "movielens",
+  "pipeline",
+  "schema",
+  "sid_ngram",
+  "sid_prefix_ngram",
+  "sid_spm",
+  "sid_symbols",
+  "sid_table",
+  "splits",
+  "spm_training",
+  "synthetic",
+  "user_files",
+]

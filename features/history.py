@@ -19,12 +19,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from features import pipeline, schema
+from features import feature_spec, pipeline, schema
 
 HISTORY_ROWS = "history_rows"
-HISTORY_ITEM_ID = "history_item_id"
-HISTORY_CONTENT_EMBEDDING = "history_content_embedding"
-HISTORY_MASK = "history_mask"
+HISTORY_ITEM_ID = feature_spec.HISTORY_ITEM_ID
+HISTORY_CONTENT_EMBEDDING = feature_spec.HISTORY_CONTENT_EMBEDDING
+HISTORY_MASK = feature_spec.HISTORY_MASK
 
 
 def _user_codes(log_users: pd.Series, target_users: pd.Series):

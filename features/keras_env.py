@@ -6,8 +6,28 @@ is Keras 3 anyway (for example because TensorFlow was imported before the variab
 """
 
 import os
+import sys
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+PACKAGES = ("features", "model", "trainers", "export", "benchmarks")
+
+
+def launched_as_job() -> bool:
+  """True when this process is `python -m <one of the project's packages>.<module>`."""
+  argv = list(getattr(sys, "orig_argv", ()))
+  if "-m" not in argv[:-1]:
+    return False
+  return argv[argv.index("-m") + 1].split(".")[0] in PACKAGES
+
+
+def configure() -> None:
+  """What every package's `__init__` does: Keras 2 for tf.keras, and, only in a process launched as
+  one of the project's jobs, TensorFlow's C++ INFO/WARNING start-up lines off (before TensorFlow
+  loads). Importing the project from user code leaves the user's logging settings alone."""
+  if launched_as_job():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+  check_legacy_keras()
 
 
 def check_legacy_keras() -> None:

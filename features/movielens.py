@@ -14,23 +14,24 @@ import pandas as pd
 
 from features import schema
 
-DEFAULT_DIR = os.path.normpath(
-  os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "ml-latest-small")
-)
+ENV_VAR = "SEMANTIC_IDS_MOVIELENS_DIR"
+# Relative to the working directory: the repository root, where the README's commands run.
+DEFAULT_DIR = os.path.join("..", "shared", "data", "ml-latest-small")
 RATINGS_FILE = "ratings.csv"
 EMBEDDINGS_FILE = "content_embeddings_minilm_l6.npz"
 
 
 def default_dir() -> str:
-  """`../shared/data/ml-latest-small` next to the repo (or `$SEMANTIC_IDS_MOVIELENS_DIR`)."""
-  return os.environ.get("SEMANTIC_IDS_MOVIELENS_DIR", DEFAULT_DIR)
+  """`$SEMANTIC_IDS_MOVIELENS_DIR`, else `../shared/data/ml-latest-small` from the working
+  directory (never a path computed from this file, which moves once the package is installed)."""
+  return os.environ.get(ENV_VAR) or DEFAULT_DIR
 
 
 def _require(path: str) -> str:
   if not os.path.exists(path):
     raise FileNotFoundError(
       f"MovieLens file not found: {path}. Pass --data_dir pointing at an ml-latest-small folder "
-      f"with {RATINGS_FILE} and {EMBEDDINGS_FILE}."
+      f"with {RATINGS_FILE} and {EMBEDDINGS_FILE}, or set ${ENV_VAR}."
     )
   return path
 

@@ -13,10 +13,11 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
+from features import feature_spec as fs
 from features import schema
 
-FEATURE_KEYS = ("user_id", "item_id", "content_embedding", "timestamp", "click", "second_label")
-LABEL_KEYS = ("click", "second_label")
+FEATURE_KEYS = (fs.USER_ID, fs.ITEM_ID, fs.CONTENT_EMBEDDING, fs.TIMESTAMP, *fs.LABELS)
+LABEL_KEYS = fs.LABELS
 
 
 def _columns(dataset: schema.Dataset, interactions: pd.DataFrame) -> Dict[str, np.ndarray]:
@@ -89,12 +90,12 @@ def make_tf_dataset(
   def to_features(rows):
     batch = {k: tf.gather(v, rows) for k, v in columns.items()}
     return {
-      "user_id": _as_string(batch["user_id"]),
-      "item_id": _as_string(batch["item_id"]),
-      "content_embedding": tf.gather(table, batch["item_row"]),
-      "timestamp": batch["timestamp"],
-      "click": batch["click"],
-      "second_label": batch["second_label"],
+      fs.USER_ID: _as_string(batch["user_id"]),
+      fs.ITEM_ID: _as_string(batch["item_id"]),
+      fs.CONTENT_EMBEDDING: tf.gather(table, batch["item_row"]),
+      fs.TIMESTAMP: batch["timestamp"],
+      fs.CLICK: batch["click"],
+      fs.SECOND_LABEL: batch["second_label"],
     }
 
   return ds.map(to_features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

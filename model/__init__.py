@@ -3,8 +3,26 @@
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from features import keras_env  # noqa: E402
 
-keras_env.check_legacy_keras()
+keras_env.configure()
+
+# The public modules (import them as `from model import <module>`).
+__all__ = [
+  "dense_item",
+  "hash_item",
+  "hybrid_item",
+  "item_representation",
+  "metrics",
+  "ranker",
+  "residual_quantizer",
+  "rqvae",
+  "rqvae_metrics",
+  "schemes",
+  "semantic_id_encoder",
+  "sid_collisions",
+  "sid_item",
+  "tasks",
+  "user_tower",
+]

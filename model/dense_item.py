@@ -8,6 +8,7 @@ from typing import Any, Dict, Mapping, Optional
 
 import tensorflow as tf
 
+from features import feature_spec
 from model import item_representation
 
 
@@ -28,7 +29,7 @@ class DenseItem(item_representation.ItemRepresentation):
     float32[B, embedding_dim].
   """
 
-  feature_keys = (item_representation.CONTENT_EMBEDDING,)
+  feature_keys = (feature_spec.CONTENT_EMBEDDING,)
 
   def __init__(self, embedding_dim: int = 32, hidden_dim: Optional[int] = None, **kwargs):
     super().__init__(embedding_dim=embedding_dim, **kwargs)
@@ -41,7 +42,7 @@ class DenseItem(item_representation.ItemRepresentation):
     self.projection = tf.keras.layers.Dense(embedding_dim, name="projection")
 
   def call(self, features: Mapping[str, tf.Tensor], training=None) -> tf.Tensor:
-    x = tf.cast(self.select(features)[item_representation.CONTENT_EMBEDDING], tf.float32)
+    x = tf.cast(self.select(features)[feature_spec.CONTENT_EMBEDDING], tf.float32)
     if self.hidden is not None:
       x = self.hidden(x)
     return self.projection(x)

@@ -10,6 +10,7 @@ from typing import Any, Dict, Mapping
 
 import tensorflow as tf
 
+from features import feature_spec
 from model import item_representation
 
 
@@ -38,7 +39,7 @@ class HashItem(item_representation.ItemRepresentation):
   TensorShape([2, 4])
   """
 
-  feature_keys = (item_representation.ITEM_ID,)
+  feature_keys = (feature_spec.ITEM_ID,)
 
   def __init__(
     self,
@@ -66,7 +67,7 @@ class HashItem(item_representation.ItemRepresentation):
     return self.num_bins
 
   def call(self, features: Mapping[str, tf.Tensor], training=None) -> tf.Tensor:
-    ids = self.select(features)[item_representation.ITEM_ID]
+    ids = self.select(features)[feature_spec.ITEM_ID]
     return self.embedding(self.hashing(ids))
 
   def get_config(self) -> Dict[str, Any]:

@@ -10,9 +10,14 @@ ctr          = sigmoid(click_head(shared))                      click task: BCE,
 <second>     = second_head(shared)                              second task: MSE, RMSE
 loss         = click_weight * click_loss + second_weight * second_loss
 ```
-The item representation, the user tower and the config are constructor arguments (compose, don't
-subclass), so every scheme shares the same ranker. `call` returns `{"ctr": p(click)[B],
-<second_label_name>: [B]}`.
+The item representation, the user tower and the two tasks are constructor arguments (compose,
+don't subclass; TFRS `experimental/models/ranking.py`), so every scheme shares the same ranker;
+`build_ranker` assembles the default parts from a `RankerConfig`. `call` returns `{"ctr":
+p(click)[B], <second_label_name>: [B]}`. The ranker is registered and has `get_config` /
+`from_config`, so it reloads from its config plus a checkpoint of its weights.
+
+Serving signatures are built in `export/` only (`export.signatures`); `input_specs` here names the
+raw inputs the ranker reads, from `features.feature_spec`.
 """
 
 import dataclasses
@@ -21,12 +26,14 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+from features import feature_spec
 from model import item_representation as item_rep_lib
+from model import tasks as tasks_lib
 from model import user_tower as user_tower_lib
 
-CTR = "ctr"
-CLICK_LABEL = "click"
-SECOND_LABEL = "second_label"
+CTR = feature_spec.CTR
+CLICK_LABEL = feature_spec.CLICK
+SECOND_LABEL = feature_spec.SECOND_LABEL
 
 
 @dataclasses.dataclass
@@ -90,17 +97,23 @@ class RankerConfig:
     return cls(**dict(values))
 
 
+@tf.keras.utils.register_keras_serializable(package="semantic_ids")
 class Ranker(tfrs.models.Model):
-  """Multi-task ranker over one pluggable item representation.
+  """Multi-task ranker over one pluggable item representation and user tower.
 
   Args:
     item_representation: Optional ItemRepresentation; None for the user-only floor.
-    config: RankerConfig.
+    user_tower: UserTower (or any layer returning {"user": [B, d]} and, with history, {"history":
+      [B, item_dim]}); when it uses history it must share `item_representation`.
+    config: RankerConfig (or its dict). The second task's name, cross/MLP sizes and loss weights.
+    click_task: Optional tfrs task for the click logit. Defaults to BCE with AUC
+      (`tasks.click_task()`).
+    second_task: Optional tfrs task for the second output. Defaults to MSE with RMSE.
     **kwargs: passed to `tf.keras.Model`.
 
   Call arguments:
     features: dict of raw features: `user_id` string[B], the features the item representation reads,
-      and the history inputs when `config.use_history`.
+      and the history inputs when the tower uses history.
 
   Returns:
     {"ctr": float32[B], config.second_label_name: float32[B]}.
@@ -109,21 +122,26 @@ class Ranker(tfrs.models.Model):
   def __init__(
     self,
     item_representation: Optional[item_rep_lib.ItemRepresentation],
-    config: RankerConfig,
+    user_tower: tf.keras.layers.Layer,
+    config: Optional[RankerConfig] = None,
+    click_task: Optional[tf.keras.layers.Layer] = None,
+    second_task: Optional[tf.keras.layers.Layer] = None,
     **kwargs,
   ):
     super().__init__(**kwargs)
-    if config.use_history and item_representation is None:
-      raise ValueError("The history feature needs an item representation; use use_history=False.")
+    if isinstance(config, Mapping):
+      config = RankerConfig.from_dict(config)
+    config = config or RankerConfig()
+    uses_history = bool(getattr(user_tower, "use_history", False))
+    if uses_history and user_tower.item_representation is not item_representation:
+      raise ValueError(
+        "A user tower with history must share the ranker's item representation. Received: "
+        f"tower representation {getattr(user_tower.item_representation, 'name', None)!r}, "
+        f"ranker representation {getattr(item_representation, 'name', None)!r}"
+      )
     self.config = config
     self.item_representation = item_representation
-    self.user_tower = user_tower_lib.UserTower(
-      user_buckets=config.user_buckets,
-      embedding_dim=config.user_embedding_dim,
-      item_representation=item_representation,
-      use_history=config.use_history,
-      name="user_tower",
-    )
+    self.user_tower = user_tower
     self.cross = [
       tfrs.layers.dcn.Cross(projection_dim=config.cross_projection_dim, name=f"cross_{i}")
       for i in range(config.cross_layers)
@@ -135,16 +153,12 @@ class Ranker(tfrs.models.Model):
         self.mlp.add(tf.keras.layers.Dropout(config.dropout, name=f"dropout_{i}"))
     self.click_head = tf.keras.layers.Dense(1, name="click_head")
     self.second_head = tf.keras.layers.Dense(1, name="second_head")
-    self.click_task = tfrs.tasks.Ranking(
-      loss=tf.keras.losses.BinaryCrossentropy(from_logits=True),
-      metrics=[tf.keras.metrics.AUC(from_logits=True, name="auc")],
-      name="click_task",
-    )
-    self.second_task = tfrs.tasks.Ranking(
-      loss=tf.keras.losses.MeanSquaredError(),
-      metrics=[tf.keras.metrics.RootMeanSquaredError(name="rmse")],
-      name="second_task",
-    )
+    self.click_task = click_task or tasks_lib.click_task()
+    self.second_task = second_task or tasks_lib.regression_task()
+
+  @property
+  def uses_history(self) -> bool:
+    return bool(getattr(self.user_tower, "use_history", False))
 
   @property
   def input_keys(self) -> Tuple[str, ...]:
@@ -155,15 +169,26 @@ class Ranker(tfrs.models.Model):
     keys += list(self.user_tower.history_keys())
     return tuple(keys)
 
+  def input_specs(self, content_dim: int) -> Dict[str, tf.TensorSpec]:
+    """Batch-major TensorSpecs of the raw inputs (`features.feature_spec`), H from the config."""
+    return feature_spec.serving_specs(self.input_keys, content_dim, self.config.history_length)
+
+  @property
+  def prediction_names(self) -> Tuple[str, str]:
+    return (CTR, self.config.second_label_name)
+
   def heads(self, features: Mapping[str, tf.Tensor], training=None) -> Tuple[tf.Tensor, tf.Tensor]:
     """Returns (click logit float32[B], second prediction float32[B])."""
     user = self.user_tower(features, training=training)
-    parts = [user]
+    parts = [user[user_tower_lib.USER_VECTOR]]
+    history = user.get(user_tower_lib.HISTORY_VECTOR)
+    if history is not None:
+      parts.append(history)
     if self.item_representation is not None:
       item = self.item_representation(features, training=training)
       parts.append(item)
-      if self.config.use_history and self.config.history_interaction:
-        match = user[:, self.config.user_embedding_dim :] * item
+      if history is not None and self.config.history_interaction:
+        match = history * item
         parts += [match, tf.reduce_sum(match, axis=-1, keepdims=True)]
     x0 = tf.concat(parts, axis=-1)
     x = x0
@@ -187,51 +212,60 @@ class Ranker(tfrs.models.Model):
     )
     return self.config.click_weight * click_loss + self.config.second_weight * second_loss
 
+  def get_build_config(self):
+    """None: Keras cannot build the ranker from input shapes alone (string inputs); the ranker
+    builds on its first call with real features."""
+    return None
 
-def serving_input_signature(ranker: Ranker, content_dim: int) -> Dict[str, tf.TensorSpec]:
-  """TensorSpecs of the raw serving inputs `ranker` reads (batch dimension None)."""
-  h = ranker.config.history_length
-  specs = {
-    user_tower_lib.USER_ID: tf.TensorSpec([None], tf.string, name=user_tower_lib.USER_ID),
-    item_rep_lib.ITEM_ID: tf.TensorSpec([None], tf.string, name=item_rep_lib.ITEM_ID),
-    item_rep_lib.CONTENT_EMBEDDING: tf.TensorSpec(
-      [None, content_dim], tf.float32, name=item_rep_lib.CONTENT_EMBEDDING
-    ),
-    "history_item_id": tf.TensorSpec([None, h], tf.string, name="history_item_id"),
-    "history_content_embedding": tf.TensorSpec(
-      [None, h, content_dim], tf.float32, name="history_content_embedding"
-    ),
-    user_tower_lib.HISTORY_MASK: tf.TensorSpec([None, h], tf.float32, name="history_mask"),
-  }
-  return {k: specs[k] for k in ranker.input_keys}
+  def get_config(self) -> Dict[str, Any]:
+    representation = self.item_representation
+    tower = tf.keras.layers.serialize(self.user_tower)
+    if self.uses_history:  # The tower shares the ranker's representation: store it once.
+      tower["config"]["item_representation"] = None
+    return {
+      "name": self.name,
+      "item_representation": (
+        tf.keras.layers.serialize(representation) if representation is not None else None
+      ),
+      "user_tower": tower,
+      "config": self.config.to_dict(),
+      "click_task": tf.keras.layers.serialize(self.click_task),
+      "second_task": tf.keras.layers.serialize(self.second_task),
+    }
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any], custom_objects=None) -> "Ranker":
+    config = dict(config)
+    representation = config.pop("item_representation")
+    if representation is not None:
+      representation = tf.keras.layers.deserialize(representation, custom_objects=custom_objects)
+    tower = dict(config.pop("user_tower"))
+    tower["config"] = dict(tower["config"])
+    if tower["config"].get("use_history"):
+      tower["config"]["item_representation"] = representation
+    tower = tf.keras.layers.deserialize(tower, custom_objects=custom_objects)
+    for key in ("click_task", "second_task"):
+      config[key] = tf.keras.layers.deserialize(config[key], custom_objects=custom_objects)
+    return cls(representation, tower, **config)
 
 
-def save(ranker: Ranker, path: str, content_dim: int) -> Dict[str, tf.TensorSpec]:
-  """Saves `ranker` as a SavedModel whose `serving_default` maps the raw inputs to the outputs.
+def build_ranker(
+  item_representation: Optional[item_rep_lib.ItemRepresentation],
+  config: RankerConfig,
+  name: str = "ranker",
+) -> Ranker:
+  """The ranker with the default user tower and tasks that `config` describes.
 
-  Also exports `semantic_id` (content -> codes) when the item representation has a SID encoder.
-
-  Returns:
-    The serving input signature.
+  Raises:
+    ValueError: if `config.use_history` but there is no item representation.
   """
-  spec = serving_input_signature(ranker, content_dim)
-
-  @tf.function(input_signature=[spec])
-  def serve(features):
-    return ranker(features, training=False)
-
-  signatures = {"serving_default": serve}
-  encoder = getattr(ranker.item_representation, "sid_encoder", None)
-  if encoder is not None:
-
-    @tf.function(
-      input_signature=[
-        tf.TensorSpec([None, content_dim], tf.float32, name=item_rep_lib.CONTENT_EMBEDDING)
-      ]
-    )
-    def semantic_id(content):
-      return {"codes": encoder(content)}
-
-    signatures["semantic_id"] = semantic_id
-  tf.saved_model.save(ranker, path, signatures=signatures)
-  return spec
+  if config.use_history and item_representation is None:
+    raise ValueError("The history feature needs an item representation; use use_history=False.")
+  tower = user_tower_lib.UserTower(
+    user_buckets=config.user_buckets,
+    embedding_dim=config.user_embedding_dim,
+    item_representation=item_representation,
+    use_history=config.use_history,
+    name="user_tower",
+  )
+  return Ranker(item_representation, tower, config, name=name)

@@ -193,18 +193,9 @@ class RQVAE(tf.keras.Model):
   def assign_codes(self, embeddings: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """Semantic IDs int32[N, L] of content embeddings [N, D], with the current weights."""
     kernel, bias, codebooks = self.sid_weights()
-    weights = (tf.constant(kernel), tf.constant(bias), tf.constant(np.stack(codebooks)))
-    activation = self.config.encoder_activation or "linear"
-    parts = []
-    for i in range(0, len(embeddings), batch_size):
-      chunk = np.asarray(embeddings[i : i + batch_size], np.float32)
-      padded = np.zeros((batch_size, chunk.shape[1]), np.float32)  # One shape: one trace.
-      padded[: len(chunk)] = chunk
-      codes = semantic_id_encoder.encode_codes(tf.constant(padded), *weights, activation)
-      parts.append(codes.numpy()[: len(chunk)])
-    if not parts:
-      return np.zeros((0, self.config.num_levels), np.int32)
-    return np.concatenate(parts)
+    return semantic_id_encoder.assign_codes(
+      embeddings, kernel, bias, np.stack(codebooks), self.config.encoder_activation, batch_size
+    )
 
   def reconstruction_mse(self, embeddings: np.ndarray, batch_size: int = 8192) -> float:
     """Mean squared reconstruction error over every element of `embeddings` [N, D] (inference)."""

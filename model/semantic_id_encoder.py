@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
+import tqdm
 
 from model import residual_quantizer
 
@@ -49,6 +50,45 @@ def codes_from_weights(
 
 
 encode_codes = tf.function(codes_from_weights)
+
+
+def assign_codes(
+  embeddings: np.ndarray,
+  kernel: np.ndarray,
+  bias: np.ndarray,
+  codebooks: np.ndarray,
+  activation: Optional[str] = None,
+  batch_size: int = 2048,
+  progress: bool = False,
+) -> np.ndarray:
+  """The one SID assignment loop: codes int32[N, L] of `embeddings` [N, D], batch by batch.
+
+  Every batch is padded to `batch_size` rows, so one traced function serves every batch (and the
+  codes do not depend on where a batch boundary falls). `RQVAE.assign_codes`,
+  `SemanticIdEncoder.assign_codes` and the batch job `trainers.assign_sids` all call this.
+
+  Args:
+    embeddings: float[N, D].
+    kernel, bias, codebooks: the encoder's weights ([D, d], [d], [L, K, d]).
+    activation: Optional str. The encoder's activation (None: linear).
+    batch_size: int. Rows per encoding batch. Defaults to 2048.
+    progress: bool. Show a progress bar. Defaults to False.
+  """
+  if batch_size <= 0:
+    raise ValueError(f"`batch_size` must be positive. Received: batch_size={batch_size}")
+  codebooks = np.asarray(codebooks, np.float32)
+  weights = (tf.constant(kernel, tf.float32), tf.constant(bias, tf.float32), tf.constant(codebooks))
+  out = np.zeros((len(embeddings), codebooks.shape[0]), np.int32)
+  bar = tqdm.tqdm(total=len(embeddings), unit="item", desc="assigning SIDs", disable=not progress)
+  with bar:
+    for start in range(0, len(embeddings), batch_size):
+      chunk = np.asarray(embeddings[start : start + batch_size], np.float32)
+      padded = np.zeros((batch_size, chunk.shape[1]), np.float32)
+      padded[: len(chunk)] = chunk
+      codes = encode_codes(tf.constant(padded), *weights, activation or "linear")
+      out[start : start + len(chunk)] = codes.numpy()[: len(chunk)]
+      bar.update(len(chunk))
+  return out
 
 
 @tf.keras.utils.register_keras_serializable(package="semantic_ids")
@@ -128,6 +168,29 @@ class SemanticIdEncoder(tf.keras.layers.Layer):
 
   def compute_output_shape(self, input_shape):
     return tf.TensorShape([input_shape[0], self.num_levels])
+
+  def assign_codes(
+    self, embeddings: np.ndarray, batch_size: int = 2048, progress: bool = False
+  ) -> np.ndarray:
+    """Codes int32[N, L] of `embeddings` [N, D] (the shared loop `assign_codes`).
+
+    Raises:
+      ValueError: if the embeddings' width is not `input_dim`.
+    """
+    if embeddings.ndim != 2 or embeddings.shape[1] != self.input_dim:
+      raise ValueError(
+        f"The embeddings have shape {embeddings.shape}, but the RQ-VAE expects width "
+        f"D={self.input_dim}. Use the dataset the RQ-VAE was trained on."
+      )
+    return assign_codes(
+      embeddings,
+      self.encoder_kernel.numpy(),
+      self.encoder_bias.numpy(),
+      self.codebooks.numpy(),
+      self.encoder_activation,
+      batch_size,
+      progress,
+    )
 
   def fingerprint(self) -> str:
     """sha256 of the weights that decide the SID (equals `model.rqvae.fingerprint` of the source

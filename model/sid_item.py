@@ -1,76 +1,21 @@
 """Semantic-ID item representation: content -> SID codes -> subword tokens -> sum-pooled embeddings.
 
 All of it runs in the graph, so a served model takes the raw content embedding:
-  1. `SemanticIdEncoder` (frozen RQ-VAE encoder + quantizer): float32[B, D] -> codes int32[B, L]; 2.
-  a subword layer (n-gram, prefix-ngram or SentencePiece): codes -> token ids, ragged
+  1. `SemanticIdEncoder` (frozen RQ-VAE encoder + quantizer): float32[B, D] -> codes int32[B, L];
+  2. a subword layer (n-gram, prefix-ngram or SentencePiece): codes -> token ids, ragged
      int64[B, (tokens)];
   3. one embedding table of `tokenizer.num_rows` rows; the item vector is the SUM of its tokens'
      rows.
-Unigram, bigram, prefix-ngram and SPM are configurations of this one class (`make_tokenizer`).
+Unigram, bigram, prefix-ngram and SPM are configurations of this one class: `model.schemes` picks
+the tokenizer of each scheme.
 """
 
 from typing import Any, Dict, Mapping, Optional
 
 import tensorflow as tf
 
+from features import feature_spec
 from model import item_representation
-
-TOKENIZERS = ("unigram", "bigram", "prefix", "spm")
-
-
-def make_tokenizer(
-  kind: str,
-  sid_encoder: Optional[tf.keras.layers.Layer],
-  *,
-  num_rows: int,
-  spm_model_proto: Optional[bytes] = None,
-  max_prefix_length: Optional[int] = None,
-) -> tf.keras.layers.Layer:
-  """Builds the subword layer for SID scheme `kind` on top of `sid_encoder`'s (L, K).
-
-  Args:
-    kind: str. One of `TOKENIZERS`.
-    sid_encoder: the layer producing codes; its `num_levels` and `codebook_size` size the tokenizer.
-    num_rows: int. Row budget (n-gram and prefix tables are hashed into it when larger; unigram and
-      bigram use fewer rows when their natural id space is smaller). Ignored by `spm` (its
-      vocabulary fixes the rows).
-    spm_model_proto: Optional bytes. SentencePiece model, required for `spm`.
-    max_prefix_length: Optional int. Longest prefix for `prefix`.
-
-  Returns:
-    A layer mapping codes int32[B, L] to a RaggedTensor int64[B, (tokens)], with attribute
-    `num_rows`.
-
-  Raises:
-    ValueError: on an unknown kind or a missing dependency.
-  """
-  if kind not in TOKENIZERS:
-    raise ValueError(f"`kind` must be one of {TOKENIZERS}. Received: kind={kind!r}")
-  if sid_encoder is None:
-    raise ValueError(
-      f"SID scheme {kind!r} needs a `sid_encoder` (a SemanticIdEncoder). Received None."
-    )
-  levels, k = int(sid_encoder.num_levels), int(sid_encoder.codebook_size)
-  if kind in ("unigram", "bigram"):
-    from features import sid_ngram  # noqa: PLC0415  (features import model only lazily)
-
-    n = 1 if kind == "unigram" else 2
-    groups = -(-levels // n)
-    natural = groups * k**n
-    return sid_ngram.SidNgram(
-      num_levels=levels, codebook_size=k, ngram_size=n, num_rows=min(num_rows, natural)
-    )
-  if kind == "prefix":
-    from features import sid_prefix_ngram  # noqa: PLC0415
-
-    return sid_prefix_ngram.SidPrefixNgram(
-      num_levels=levels, codebook_size=k, max_prefix_length=max_prefix_length, num_rows=num_rows
-    )
-  if spm_model_proto is None:
-    raise ValueError("SID scheme 'spm' needs `spm_model_proto` (a trained SentencePiece model).")
-  from features import sid_spm  # noqa: PLC0415
-
-  return sid_spm.SidSentencePiece(model_proto=spm_model_proto, num_levels=levels, codebook_size=k)
 
 
 def sum_pool(table: tf.Tensor, tokens: tf.RaggedTensor) -> tf.Tensor:
@@ -118,7 +63,7 @@ class SidItem(item_representation.ItemRepresentation):
     float32[B, embedding_dim].
   """
 
-  feature_keys = (item_representation.CONTENT_EMBEDDING,)
+  feature_keys = (feature_spec.CONTENT_EMBEDDING,)
 
   def __init__(
     self,
@@ -163,7 +108,7 @@ class SidItem(item_representation.ItemRepresentation):
     return self.tokenizer(self.codes(content))
 
   def call(self, features: Mapping[str, tf.Tensor], training=None) -> tf.Tensor:
-    tokens = self.tokens(self.select(features)[item_representation.CONTENT_EMBEDDING])
+    tokens = self.tokens(self.select(features)[feature_spec.CONTENT_EMBEDDING])
     tokens = tf.cast(tokens, tf.int64)
     if training and self.token_dropout > 0.0:
       tokens = drop_tokens(tokens, self.token_dropout)

@@ -10,15 +10,17 @@ History inputs (built by `features.history`, also the serving inputs):
   float32[B, H] (1 for a real item, 0 for padding; most recent first).
 """
 
-from typing import Any, Callable, Dict, Mapping, Optional
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 import tensorflow as tf
 
+from features import feature_spec
 from model import item_representation
 
-USER_ID = "user_id"
-HISTORY_PREFIX = "history_"
-HISTORY_MASK = "history_mask"
+USER_ID = feature_spec.USER_ID
+HISTORY_MASK = feature_spec.HISTORY_MASK
+USER_VECTOR = "user"
+HISTORY_VECTOR = "history"
 
 
 def pool_history(vectors: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -39,7 +41,7 @@ def history_vectors(
   flat = {}
   shape = None
   for key in representation.feature_keys:
-    value = features[HISTORY_PREFIX + key]
+    value = features[feature_spec.history_key(key)]
     shape = tf.shape(value)[:2]
     flat[key] = tf.reshape(value, tf.concat([[-1], tf.shape(value)[2:]], axis=0))
   vectors = representation(flat, training=training)
@@ -92,7 +94,14 @@ class UserTower(tf.keras.layers.Layer):
     features: dict with `user_id` string[B] and, with history, the history inputs above.
 
   Returns:
-    float32[B, output_dim]: `embedding_dim`, plus the item representation's width with history.
+    A dict: "user" float32[B, embedding_dim] (the user-id embedding) and, with history, "history"
+    float32[B, item_representation.embedding_dim] (the masked mean of the history items' vectors
+    in the shared item representation).
+
+  Example:
+  >>> tower = UserTower(user_buckets=8, embedding_dim=4, use_history=False)
+  >>> tower({"user_id": tf.constant(["a", "b"])})["user"].shape
+  TensorShape([2, 4])
   """
 
   def __init__(
@@ -124,27 +133,29 @@ class UserTower(tf.keras.layers.Layer):
 
   @property
   def output_dim(self) -> int:
+    """Width of the two outputs together."""
     extra = self.item_representation.embedding_dim if self.use_history else 0
     return self.embedding_dim + extra
 
-  def history_keys(self):
+  @property
+  def input_keys(self) -> Tuple[str, ...]:
+    """The inputs `call` reads: `user_id` and, with history, the history inputs."""
+    return (USER_ID, *self.history_keys())
+
+  def history_keys(self) -> Tuple[str, ...]:
     """The serving inputs the history feature reads (empty without history)."""
     if not self.use_history:
       return ()
-    return tuple(HISTORY_PREFIX + k for k in self.item_representation.feature_keys) + (
-      HISTORY_MASK,
-    )
+    keys = [feature_spec.history_key(k) for k in self.item_representation.feature_keys]
+    return (*keys, HISTORY_MASK)
 
-  def call(self, features: Mapping[str, tf.Tensor], training=None) -> tf.Tensor:
-    user = self.embedding(
-      self.hashing(
-        tf.strings.as_string(features[USER_ID])
-        if features[USER_ID].dtype != tf.string
-        else features[USER_ID]
-      )
-    )
+  def call(self, features: Mapping[str, tf.Tensor], training=None) -> Dict[str, tf.Tensor]:
+    user_ids = features[USER_ID]
+    if user_ids.dtype != tf.string:
+      user_ids = tf.strings.as_string(user_ids)
+    outputs = {USER_VECTOR: self.embedding(self.hashing(user_ids))}
     if not self.use_history:
-      return user
+      return outputs
     history = {k: features[k] for k in self.history_keys()}
 
     def pooled(inputs):
@@ -152,19 +163,32 @@ class UserTower(tf.keras.layers.Layer):
       return pool_history(vectors, inputs[HISTORY_MASK])
 
     if training:
-      return tf.concat([user, pooled(history)], axis=-1)
-    user_ids = features[USER_ID]
-    if user_ids.dtype != tf.string:
-      user_ids = tf.strings.as_string(user_ids)
-    return tf.concat([user, once_per_user(user_ids, history, pooled)], axis=-1)
+      outputs[HISTORY_VECTOR] = pooled(history)
+    else:
+      outputs[HISTORY_VECTOR] = once_per_user(user_ids, history, pooled)
+    return outputs
 
   def get_config(self) -> Dict[str, Any]:
     config = super().get_config()
+    representation = self.item_representation
     config.update(
       {
         "user_buckets": self.user_buckets,
         "embedding_dim": self.embedding_dim,
+        "item_representation": (
+          tf.keras.layers.serialize(representation) if representation is not None else None
+        ),
         "use_history": self.use_history,
       }
     )
     return config
+
+  @classmethod
+  def from_config(cls, config: Dict[str, Any]) -> "UserTower":
+    """Rebuilds the tower; `item_representation` may be a serialized layer or a layer instance
+    (the ranker passes its own, so both sides share one set of weights)."""
+    config = dict(config)
+    representation = config.get("item_representation")
+    if isinstance(representation, dict):
+      config["item_representation"] = tf.keras.layers.deserialize(representation)
+    return cls(**config)

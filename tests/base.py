@@ -44,6 +44,10 @@ def run_module(module: str, *args: str, check: bool = False, timeout: int = 600)
 class TestCase(tf.test.TestCase, parameterized.TestCase):
   """`tf.test.TestCase` + `parameterized.TestCase`, with a fresh Keras session per test."""
 
+  # tf.test.TestCase's deprecated `test_session` context manager is not a test; without this,
+  # pytest collects it in every class and reports it as a skip ("Not a test.").
+  test_session = None
+
   def setUp(self):
     super().setUp()
     tf.keras.backend.clear_session()

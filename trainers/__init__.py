@@ -3,8 +3,25 @@
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from features import keras_env  # noqa: E402
 
-keras_env.check_legacy_keras()
+keras_env.configure()
+
+# The public modules (import them as `from trainers import <module>`).
+__all__ = [
+  "artifacts",
+  "assign_sids",
+  "cli",
+  "data_flags",
+  "describe_data",
+  "experiment",
+  "experiment_report",
+  "item_flags",
+  "job_flags",
+  "pipeline",
+  "ranker_training",
+  "train_ranker",
+  "train_rqvae",
+  "train_spm",
+]

@@ -15,8 +15,6 @@ import os
 import time
 
 import numpy as np
-import tensorflow as tf
-import tqdm
 from absl import app, flags, logging
 
 from features import io_utils, schema, sid_table
@@ -50,19 +48,10 @@ def assign(
   encoder: semantic_id_encoder.SemanticIdEncoder, embeddings: np.ndarray, batch_size: int
 ) -> np.ndarray:
   """codes int32[N, L] for `embeddings` [N, D], batch by batch with a progress bar."""
-  if embeddings.shape[1] != encoder.input_dim:
-    raise app.UsageError(
-      f"The dataset's embeddings have width D={embeddings.shape[1]}, but the RQ-VAE expects "
-      f"D={encoder.input_dim}. Use the dataset the RQ-VAE was trained on."
-    )
-  encode = tf.function(encoder.call, input_signature=[tf.TensorSpec([None, encoder.input_dim])])
-  codes = np.zeros((len(embeddings), encoder.num_levels), np.int32)
-  with tqdm.tqdm(total=len(embeddings), unit="item", desc="assigning SIDs") as bar:
-    for start in range(0, len(embeddings), batch_size):
-      chunk = embeddings[start : start + batch_size]
-      codes[start : start + len(chunk)] = encode(tf.constant(chunk, tf.float32)).numpy()
-      bar.update(len(chunk))
-  return codes
+  try:
+    return encoder.assign_codes(embeddings, batch_size, progress=True)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
 
 
 def build_table(dataset: schema.Dataset, rqvae_dir: str, batch_size: int, collision_level: bool):

@@ -2,11 +2,18 @@
 `trainers.experiment`."""
 
 import dataclasses
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List
 
-import numpy as np
+import matplotlib
 
-from model import metrics as metrics_lib
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from features import io_utils  # noqa: E402
+from model import metrics as metrics_lib  # noqa: E402
+from model import schemes  # noqa: E402
 
 SLICES = ("all", "warm", "cold", "cold_known_user", "cold_new_user")
 # (name, slice, metric) of the differences to hashing with bootstrap intervals.
@@ -28,20 +35,6 @@ class Run:
   @property
   def key(self) -> str:
     return f"{self.history}/{self.scheme}_{self.rows}/seed{self.seed}"
-
-
-def effective_rows(scheme: str, budget: int, levels: int, k: int) -> Optional[int]:
-  """Rows the scheme really uses at `budget` (None when it has no table): equal values share a
-  run."""
-  if scheme in ("dense", "none"):
-    return None
-  if scheme == "unigram":
-    return min(budget, levels * k)
-  if scheme == "bigram":
-    return min(budget, (levels // 2) * k * k + (levels % 2) * k)
-  if scheme == "spm":
-    return max(budget, levels * k + 1)
-  return budget
 
 
 def _mean_std(values: List[float]) -> Dict[str, float]:
@@ -86,7 +79,7 @@ def summarize(
   for run in runs:
     groups.setdefault((run.history, run.scheme, run.rows), []).append(run)
   entries = []
-  hash_groups = {(h, r): g for (h, s, r), g in groups.items() if s == "hash"}
+  hash_groups = {(h, r): g for (h, s, r), g in groups.items() if s == schemes.HASH}
   for (history, scheme, rows), group in groups.items():
     res = [results[r.key] for r in group]
     base = {
@@ -100,11 +93,11 @@ def summarize(
       "train_examples_per_s": _mean_std([r["train_examples_per_s"] for r in res]),
       "train_time_s": _mean_std([r["train_time_s"] for r in res]),
     }
-    shown = [0] if scheme == "none" else shown_at(scheme, rows)
+    shown = [0] if scheme == schemes.NONE else shown_at(scheme, rows)
     for budget in shown:
       entry = dict(base, rows=budget)
       ref = hash_groups.get((history, budget))
-      if scheme not in ("hash", "none") and ref:
+      if scheme not in (schemes.HASH, schemes.NONE) and ref:
         entry["vs_hash"] = _bootstrap(
           [load_predictions(r) for r in group], [load_predictions(r) for r in ref], n_boot
         )
@@ -114,11 +107,11 @@ def summarize(
           - _val(results, ref, "cold", "gauc"),
         }
       entries.append(entry)
-  entries.sort(key=lambda e: (e["history"], e["scheme"] != "hash", e["scheme"], e["rows"]))
+  entries.sort(key=lambda e: (e["history"], e["scheme"] != schemes.HASH, e["scheme"], e["rows"]))
   return {
     "entries": entries,
     "selection": select(entries),
-    "selection_sid": select(entries, SID_SCHEMES),
+    "selection_sid": select(entries, sid_based_schemes()),
     "budgets": budgets,
     "runs": {
       k: {
@@ -136,7 +129,9 @@ def _val(results, group, slice_name, metric):
   return float(np.nanmean([results[r.key]["validation"][slice_name][metric] for r in group]))
 
 
-SID_SCHEMES = ("unigram", "bigram", "prefix", "spm", "hybrid")
+def sid_based_schemes() -> List[str]:
+  """Every registered scheme built on semantic IDs (the SID schemes and hybrids)."""
+  return [spec.name for spec in schemes.REGISTRY.values() if spec.uses_sid]
 
 
 def select(entries: List[Dict[str, Any]], schemes=None) -> Dict[str, Any]:
@@ -236,7 +231,7 @@ def markdown(summary: Dict[str, Any]) -> str:
         f"0): {'met' if sel['target_1_met'] else 'NOT met'}.",
         "",
       ]
-  dense = [e for e in summary["entries"] if e["scheme"] == "dense" and "vs_hash" in e]
+  dense = [e for e in summary["entries"] if e["scheme"] == schemes.DENSE and "vs_hash" in e]
   if dense:
     lines += ["## Target 2: dense input below hashing overall (test Δ AUC all)", ""]
     for e in dense:
@@ -251,15 +246,8 @@ def markdown(summary: Dict[str, Any]) -> str:
 
 def plot(summary: Dict[str, Any], history: str, path: str) -> None:
   """AUC (all) and GAUC (cold) against table rows per scheme, for one history setting."""
-  import matplotlib  # noqa: PLC0415
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-
-  from features import io_utils  # noqa: PLC0415
-
   entries = [e for e in summary["entries"] if e["history"] == history]
-  floor = [e for e in summary["entries"] if e["scheme"] == "none"]
+  floor = [e for e in summary["entries"] if e["scheme"] == schemes.NONE]
   fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
   for ax, (slice_name, metric, title) in zip(
     axes, (("all", "auc", "overall AUC"), ("cold", "gauc", "cold-start GAUC"))
@@ -271,7 +259,7 @@ def plot(summary: Dict[str, Any], history: str, path: str) -> None:
       xs = [p[0] for p in pts]
       ys = [p[1]["mean"] for p in pts]
       err = [p[1]["std"] for p in pts]
-      style = "--" if scheme == "dense" else "-"
+      style = "--" if scheme == schemes.DENSE else "-"
       ax.errorbar(xs, ys, yerr=err, fmt=style + "o", capsize=3, label=scheme)
     for e in floor:
       ax.axhline(e["test"][slice_name][metric]["mean"], color="gray", ls=":", label="user-only")
@@ -289,13 +277,6 @@ def plot(summary: Dict[str, Any], history: str, path: str) -> None:
 
 def bar_plot(summary: Dict[str, Any], path: str) -> None:
   """Overall AUC and cold GAUC per scheme as bars (one budget), hashing first."""
-  import matplotlib  # noqa: PLC0415
-
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # noqa: PLC0415
-
-  from features import io_utils  # noqa: PLC0415
-
   entries = summary["entries"]
   names = [e["scheme"] for e in entries]
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -303,7 +284,7 @@ def bar_plot(summary: Dict[str, Any], path: str) -> None:
     axes, (("all", "auc", "overall AUC"), ("cold", "gauc", "cold-start GAUC"))
   ):
     values = [e["test"][slice_name][metric]["mean"] for e in entries]
-    ax.bar(names, values, color=["gray" if n == "hash" else "tab:blue" for n in names])
+    ax.bar(names, values, color=["gray" if n == schemes.HASH else "tab:blue" for n in names])
     low = min(v for v in values if v == v)
     ax.set_ylim(max(0.0, low - 0.05), max(values) + 0.02)
     ax.set_title(f"{title} (test)")

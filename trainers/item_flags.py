@@ -1,14 +1,14 @@
 """The item-representation knobs every ranker job shares: `--hybrid_sid_scheme`, `--id_dropout`,
 `--token_dropout`, `--table_initializer`.
 
-`define(...)` registers them with a job's defaults (the experiments' measured protocol by default;
-`trainers.train_ranker` passes the plain ones); `item_config(...)` turns them into an
-`ItemRepresentationConfig`.
+`define()` registers them once, with the experiments' measured protocol as defaults (README);
+`item_config(...)` turns them into an `ItemRepresentationConfig`.
 """
 
 from absl import flags
 
 from model import item_representation as item_rep_lib
+from model import schemes
 
 FLAGS = flags.FLAGS
 NAMES = ("hybrid_sid_scheme", "id_dropout", "token_dropout", "table_initializer")
@@ -20,11 +20,13 @@ def define(
   token_dropout: float = 0.5,
   table_initializer: str = "zeros",
 ) -> None:
-  """Registers the four flags. The defaults are the experiments' protocol (README)."""
+  """Registers the four flags once. The defaults are the experiments' protocol (README)."""
+  if "hybrid_sid_scheme" in FLAGS:
+    return
   flags.DEFINE_enum(
     "hybrid_sid_scheme",
     hybrid_sid_scheme,
-    [s.value for s in item_rep_lib.SID_SCHEMES],
+    list(schemes.sid_scheme_names()),
     "SID part of hybrid (unigram: a larger validation cold-GAUC gain than prefix on MovieLens).",
   )
   flags.DEFINE_float(
@@ -46,17 +48,15 @@ def define(
 
 def item_config(
   scheme: str, table_rows: int, embedding_dim: int = 32
-) -> item_rep_lib.ItemRepresentationConfig:
+) -> schemes.ItemRepresentationConfig:
   """The representation of `scheme` at `table_rows` with the flags' knobs (ID dropout: hybrid
   only)."""
-  return item_rep_lib.ItemRepresentationConfig(
+  return schemes.ItemRepresentationConfig(
     scheme=scheme,
     embedding_dim=embedding_dim,
     table_rows=table_rows,
     hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
-    id_dropout=FLAGS.id_dropout
-    if item_rep_lib.Scheme(scheme) is item_rep_lib.Scheme.HYBRID
-    else 0.0,
+    id_dropout=FLAGS.id_dropout if scheme == schemes.HYBRID else 0.0,
     token_dropout=FLAGS.token_dropout,
     table_initializer=FLAGS.table_initializer,
   )

@@ -2,31 +2,34 @@
 
 `fit_and_evaluate` is what the job, `trainers.experiment` and `trainers.pipeline` call: it carves a
 validation slice from the training period with the same split protocol, trains with `model.fit`
-(early stopping on validation AUC, BackupAndRestore, TensorBoard when installed), scores the
-validation and test slices and writes the run directory (layout in `trainers.train_ranker`).
-`load_ranker` rebuilds a saved ranker with its weights.
+(early stopping on validation AUC, BackupAndRestore, TensorBoard), scores the validation and test
+slices and writes the run directory (layout in `trainers.train_ranker`). The ranker is saved as
+its Keras config (`ranker_config.json`) plus a checkpoint of its weights; `load_ranker` rebuilds it
+from those. Serving exports are made from that by `export.export_model`, the only place that
+builds serving signatures.
 """
 
 import dataclasses
 import json
 import os
-import shutil
 import time
 from typing import Any, Dict, Optional
 
 import numpy as np
 import pandas as pd
+import tensorboard  # noqa: F401  (the TensorBoard callback writes its logs with it)
 import tensorflow as tf
 
-from features import history, io_utils, schema, splits, spm_training
-from model import item_representation as item_rep_lib
+from features import history, io_utils, schema, splits
 from model import metrics as metrics_lib
 from model import ranker as ranker_lib
-from model import rqvae as rqvae_lib
-from model import semantic_id_encoder
+from model import schemes
+from trainers import artifacts
 
-Scheme = item_rep_lib.Scheme
 SPM_FILE = "spm.model"
+CONFIG_FILE = "ranker_config.json"
+CHECKPOINT_DIR = "checkpoint"
+FORMAT_VERSION = 2
 
 
 @dataclasses.dataclass
@@ -34,89 +37,36 @@ class TrainConfig:
   """How one ranker is trained.
 
   Attributes:
-    epochs: int. Most epochs (early stopping usually ends sooner). Defaults to 4.
-    batch_size: int. Defaults to 512.
+    epochs: int. Most epochs (early stopping usually ends sooner). Defaults to 3.
+    batch_size: int. Defaults to 1024.
     learning_rate: float. Adam. Defaults to 3e-3.
     patience: int. Epochs without validation-AUC improvement before stopping. Defaults to 1.
     seed: int. Initialisation and shuffling seed. Defaults to 0.
     verbose: int. Keras progress (0 silent, 1 bar, 2 one line per epoch). Defaults to 1.
   """
 
-  epochs: int = 4
-  batch_size: int = 512
+  epochs: int = 3
+  batch_size: int = 1024
   learning_rate: float = 3e-3
   patience: int = 1
   seed: int = 0
   verbose: int = 1
 
 
-@dataclasses.dataclass
-class SidConfig:
-  """The on-the-fly RQ-VAE (used when no `--rqvae_dir` is given); small-corpus defaults
-  (DESIGN.md)."""
-
-  num_levels: int = 3
-  codebook_size: int = 64
-  latent_dim: int = 64
-  epochs: int = 20
-  batch_size: int = 256
-  seed: int = 0
-  # Split reset (0.3) rather than the paper's 1.0: more codes used and more unique SIDs (README).
-  reset_interpolation: float = 0.3
-
-
-def validation_split(split: splits.Split) -> splits.Split:
-  """Carves a validation split out of `split.train` with the same protocol and parameters."""
-  params = {k: v for k, v in split.params.items() if v is not None}
-  if split.method is splits.SplitMethod.GLOBAL_TIME:
-    params.pop("split_time", None)
-    return splits.global_time_split(split.train, **params)
-  return splits.new_items_split(split.train, **params)
-
-
-def train_rqvae(dataset: schema.Dataset, config: SidConfig, verbose: int = 0) -> rqvae_lib.RQVAE:
-  """Trains a small RQ-VAE on every item's content embedding (content only, no labels)."""
-  tf.keras.utils.set_random_seed(config.seed)
-  model = rqvae_lib.build_rqvae(
-    rqvae_lib.RQVAEConfig(
-      input_dim=dataset.embedding_dim,
-      latent_dim=config.latent_dim,
-      num_levels=config.num_levels,
-      codebook_size=config.codebook_size,
-      reset_interpolation=config.reset_interpolation,
-      seed=config.seed,
-    )
-  )
-  data = tf.data.Dataset.from_tensor_slices(dataset.embeddings.astype(np.float32))
-  data = data.shuffle(len(dataset.embeddings), seed=config.seed).batch(config.batch_size)
-  model.fit(data, epochs=config.epochs, verbose=verbose)
-  return model
-
-
-def impressions_per_item(dataset: schema.Dataset, interactions: pd.DataFrame) -> np.ndarray:
-  """Impression counts aligned with `dataset.items` rows."""
-  rows = dataset.item_index(interactions["item_id"].to_numpy())
-  return np.bincount(rows[rows >= 0], minlength=dataset.n_items).astype(np.int64)
-
-
-def train_spm(codes: np.ndarray, weights: np.ndarray, codebook_size: int, vocab_size: int) -> bytes:
-  """A SentencePiece model over SIDs weighted by impressions, vocabulary budget `vocab_size`."""
-  floor = codes.shape[1] * codebook_size + 1
-  config = spm_training.SpmTrainingConfig(vocab_size=max(vocab_size, floor))
-  return spm_training.train_sid_spm(codes, weights, codebook_size, config)
+validation_split = artifacts.validation_split
 
 
 def build_ranker(
-  item_config: item_rep_lib.ItemRepresentationConfig,
+  item_config: schemes.ItemRepresentationConfig,
   ranker_config: ranker_lib.RankerConfig,
   sid_encoder: Optional[tf.keras.layers.Layer] = None,
   spm_model_proto: Optional[bytes] = None,
 ) -> ranker_lib.Ranker:
-  """The ranker for `item_config` (the factory picks the representation)."""
-  representation = item_rep_lib.create(
+  """The ranker for `item_config` (the registry builds the representation)."""
+  representation = schemes.create(
     item_config, sid_encoder=sid_encoder, spm_model_proto=spm_model_proto
   )
-  return ranker_lib.Ranker(representation, ranker_config, name="ranker")
+  return ranker_lib.build_ranker(representation, ranker_config)
 
 
 def make_dataset(dataset, frame, ranker_config, batch_size, shuffle=False, seed=0):
@@ -162,20 +112,10 @@ def evaluate(frame: pd.DataFrame, scores: Dict[str, np.ndarray], second_name: st
   return out
 
 
-def tensorboard_available() -> bool:
-  """Whether the `tensorboard` package (needed by the TensorBoard callback) is installed."""
-  try:
-    import tensorboard  # noqa: F401, PLC0415
-  except ImportError:
-    print("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
-    return False
-  return True
-
-
 def fit_and_evaluate(
   dataset: schema.Dataset,
   split: splits.Split,
-  item_config: item_rep_lib.ItemRepresentationConfig,
+  item_config: schemes.ItemRepresentationConfig,
   ranker_config: ranker_lib.RankerConfig,
   train_config: TrainConfig,
   output_dir: str,
@@ -201,11 +141,8 @@ def fit_and_evaluate(
       monitor="val_auc", mode="max", patience=train_config.patience, restore_best_weights=True
     ),
     tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
+    tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
   ]
-  if tensorboard_available():
-    callbacks.append(
-      tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0)
-    )
   start = time.perf_counter()
   fit = model.fit(
     train_ds,
@@ -238,113 +175,120 @@ def fit_and_evaluate(
     "train_examples_per_s": len(val_split.train) * max(epochs_run, 1) / max(train_time, 1e-9),
     "history": {k: [float(x) for x in v] for k, v in fit.history.items()},
   }
-  with io_utils.atomic_path(os.path.join(output_dir, "predictions.npz")) as tmp:
-    with open(tmp, "wb") as f:
-      np.savez(
-        f,
-        ctr=test_scores[ranker_lib.CTR],
-        second=test_scores[second],
-        click=split.eval["click"].to_numpy(np.float32),
-        user_id=np.asarray(split.eval["user_id"].astype(str).to_numpy(), dtype=str),
-        cold=split.eval["cold"].to_numpy(bool),
-        known_user=np.isin(split.eval["user_id"].astype(str), clicked_users(split.train)),
-      )
+  io_utils.write_npz(
+    os.path.join(output_dir, "predictions.npz"),
+    ctr=test_scores[ranker_lib.CTR],
+    second=test_scores[second],
+    click=split.eval["click"].to_numpy(np.float32),
+    user_id=np.asarray(split.eval["user_id"].astype(str).to_numpy(), dtype=str),
+    cold=split.eval["cold"].to_numpy(bool),
+    known_user=np.isin(split.eval["user_id"].astype(str), clicked_users(split.train)),
+  )
   if save_model:
-    save_ranker(
-      model,
-      output_dir,
-      item_config,
-      ranker_config,
-      dataset.embedding_dim,
-      spm_model_proto,
-      data_description,
-    )
+    save_ranker(model, output_dir, item_config, dataset.embedding_dim, spm_model_proto)
   io_utils.write_json(os.path.join(output_dir, "metrics.json"), result)
-  shutil.rmtree(os.path.join(output_dir, "backup"), ignore_errors=True)
+  if tf.io.gfile.exists(os.path.join(output_dir, "backup")):
+    tf.io.gfile.rmtree(os.path.join(output_dir, "backup"))
   return result
 
 
-def save_ranker(model, output_dir, item_config, ranker_config, content_dim, spm_proto, data):
-  """Writes saved_model/, checkpoint/, assets/spm.model and ranker_config.json (see module doc)."""
-  for name in ("saved_model", "checkpoint"):
-    shutil.rmtree(os.path.join(output_dir, name + ".tmp"), ignore_errors=True)
-  spec = ranker_lib.save(model, os.path.join(output_dir, "saved_model.tmp"), content_dim)
-  tf.train.Checkpoint(model=model).write(os.path.join(output_dir, "checkpoint.tmp", "ckpt"))
-  for name in ("saved_model", "checkpoint"):
-    shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
-    os.replace(os.path.join(output_dir, name + ".tmp"), os.path.join(output_dir, name))
+def save_ranker(
+  model: ranker_lib.Ranker,
+  output_dir: str,
+  item_config: schemes.ItemRepresentationConfig,
+  content_dim: int,
+  spm_proto: Optional[bytes] = None,
+) -> None:
+  """Writes checkpoint/, assets/spm.model and ranker_config.json (the Keras config of the ranker,
+  its inputs and outputs), each atomically; `load_ranker` rebuilds the ranker from them."""
+  with io_utils.atomic_dir(os.path.join(output_dir, CHECKPOINT_DIR)) as tmp:
+    tf.train.Checkpoint(model=model).write(os.path.join(tmp, "ckpt"))
   if spm_proto is not None:
-    os.makedirs(os.path.join(output_dir, "assets"), exist_ok=True)
-    with io_utils.atomic_path(os.path.join(output_dir, "assets", SPM_FILE)) as tmp:
-      with open(tmp, "wb") as f:
-        f.write(spm_proto)
-  encoder = getattr(model.item_representation, "sid_encoder", None)
+    io_utils.write_bytes(os.path.join(output_dir, "assets", SPM_FILE), spm_proto)
+  specs = model.input_specs(content_dim)
   config = {
-    "format_version": 1,
+    "format_version": FORMAT_VERSION,
+    "model": tf.keras.layers.serialize(model),
     "item_representation": item_config.to_dict(),
-    "ranker": ranker_config.to_dict(),
-    "sid_encoder": encoder.get_config() if encoder is not None else None,
     "content_dim": int(content_dim),
-    "inputs": {k: {"dtype": s.dtype.name, "shape": s.shape.as_list()} for k, s in spec.items()},
-    "outputs": [ranker_lib.CTR, ranker_config.second_label_name],
+    "inputs": {k: {"dtype": s.dtype.name, "shape": s.shape.as_list()} for k, s in specs.items()},
+    "outputs": list(model.prediction_names),
     "spm_model": os.path.join("assets", SPM_FILE) if spm_proto is not None else None,
-    "data": data or {},
   }
-  io_utils.write_json(os.path.join(output_dir, "ranker_config.json"), config)
+  io_utils.write_json(os.path.join(output_dir, CONFIG_FILE), config)
+
+
+def with_spm_model(config: Any, proto: Optional[bytes]) -> Any:
+  """`config` with `model_proto` added to every SentencePiece tokenizer's config (the proto is kept
+  out of layer configs, as TF Text keeps it out; it travels as an asset file)."""
+  if isinstance(config, list):
+    return [with_spm_model(v, proto) for v in config]
+  if not isinstance(config, dict):
+    return config
+  out = {k: with_spm_model(v, proto) for k, v in config.items()}
+  if str(out.get("class_name", "")).endswith("SidSentencePiece") and isinstance(
+    out.get("config"), dict
+  ):
+    if proto is None:
+      raise ValueError("The ranker has a SentencePiece tokenizer but no assets/spm.model.")
+    out["config"] = dict(out["config"], model_proto=proto)
+  return out
+
+
+def sample_features(ranker: ranker_lib.Ranker, content_dim: int) -> Dict[str, tf.Tensor]:
+  """One all-zeros row of every input `ranker` reads (builds its weights)."""
+  specs = ranker.input_specs(content_dim)
+  return {
+    k: tf.zeros([1, *spec.shape[1:]], spec.dtype)
+    if spec.dtype != tf.string
+    else tf.fill([1, *spec.shape[1:]], "0")
+    for k, spec in specs.items()
+  }
+
+
+def read_config(ranker_dir: str) -> Dict[str, Any]:
+  """`ranker_config.json` of a trained ranker.
+
+  Raises:
+    FileNotFoundError: if it is missing.
+    ValueError: if it is of another format version.
+  """
+  path = os.path.join(ranker_dir, CONFIG_FILE)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(f"No trained ranker in {ranker_dir!r}: {path} is missing.")
+  with tf.io.gfile.GFile(path) as f:
+    config = json.load(f)
+  if config.get("format_version") != FORMAT_VERSION:
+    raise ValueError(
+      f"{path} has format_version={config.get('format_version')}; this version reads "
+      f"{FORMAT_VERSION}. Retrain the ranker."
+    )
+  return config
+
+
+def content_dim(ranker_dir: str) -> int:
+  """D, the content-embedding width the trained ranker in `ranker_dir` reads."""
+  return int(read_config(ranker_dir)["content_dim"])
 
 
 def load_ranker(ranker_dir: str) -> ranker_lib.Ranker:
-  """Rebuilds the trained ranker in `ranker_dir` (written by `fit_and_evaluate`) with its weights.
+  """Rebuilds the trained ranker in `ranker_dir` from its config and checkpoint.
 
   Raises:
     FileNotFoundError: if `ranker_config.json` or the checkpoint is missing.
+    ValueError: if the config is of another format version.
   """
-  path = os.path.join(ranker_dir, "ranker_config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"No trained ranker in {ranker_dir!r}: {path} is missing.")
-  with open(path) as f:
-    config = json.load(f)
-  encoder = None
-  if config.get("sid_encoder"):
-    encoder = semantic_id_encoder.SemanticIdEncoder.from_config(config["sid_encoder"])
-    encoder.build(tf.TensorShape([None, config["content_dim"]]))
+  config = read_config(ranker_dir)
   proto = None
   if config.get("spm_model"):
-    with open(os.path.join(ranker_dir, config["spm_model"]), "rb") as f:
+    with tf.io.gfile.GFile(os.path.join(ranker_dir, config["spm_model"]), "rb") as f:
       proto = f.read()
-  ranker_config = ranker_lib.RankerConfig.from_dict(config["ranker"])
-  model = build_ranker(
-    item_rep_lib.ItemRepresentationConfig.from_dict(config["item_representation"]),
-    ranker_config,
-    encoder,
-    proto,
-  )
-  features = dummy_features(ranker_config, config["content_dim"])
-  model({k: features[k] for k in model.input_keys})
+  model = tf.keras.layers.deserialize(with_spm_model(config["model"], proto))
+  model(sample_features(model, config["content_dim"]))
   tf.train.Checkpoint(model=model).read(
-    os.path.join(ranker_dir, "checkpoint", "ckpt")
-  ).assert_existing_objects_matched()
+    os.path.join(ranker_dir, CHECKPOINT_DIR, "ckpt")
+  ).expect_partial().assert_existing_objects_matched()
   return model
-
-
-def dummy_features(
-  ranker_config: ranker_lib.RankerConfig, content_dim: int
-) -> Dict[str, tf.Tensor]:
-  h = ranker_config.history_length
-  return {
-    "user_id": tf.constant(["0"]),
-    "item_id": tf.constant(["0"]),
-    "content_embedding": tf.zeros([1, content_dim]),
-    "history_item_id": tf.fill([1, h], ""),
-    "history_content_embedding": tf.zeros([1, h, content_dim]),
-    "history_mask": tf.zeros([1, h]),
-  }
-
-
-def uses_spm(item_config: item_rep_lib.ItemRepresentationConfig) -> bool:
-  return item_config.scheme is Scheme.SPM or (
-    item_config.scheme is Scheme.HYBRID and item_config.hybrid_sid_scheme is Scheme.SPM
-  )
 
 
 def format_metrics(result: Dict[str, Any]) -> str:

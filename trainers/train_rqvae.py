@@ -31,10 +31,10 @@ from absl import app, flags, logging  # noqa: E402
 
 from features import io_utils, schema  # noqa: E402
 from model import rqvae, rqvae_metrics  # noqa: E402
-from trainers import data_flags  # noqa: E402
+from trainers import data_flags, job_flags  # noqa: E402
 
 data_flags.define()
-flags.DEFINE_string("output_dir", None, "Folder for the model, metrics.json and plots.")
+job_flags.define_output_dir(None, "Folder for the model, metrics.json and plots.")
 flags.DEFINE_integer("num_levels", 8, "L: codebooks (SID length). About 3-4 for ~10k items.")
 flags.DEFINE_integer("codebook_size", 2048, "K: codes per level. About 64-256 for ~10k items.")
 flags.DEFINE_integer("latent_dim", 256, "d: RQ-VAE latent width.")

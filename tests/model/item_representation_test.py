@@ -6,12 +6,10 @@ import os
 
 import numpy as np
 
-from model import dense_item, hash_item, hybrid_item, item_representation, sid_item
+from model import dense_item, hash_item, hybrid_item, schemes, sid_item
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from tests.base import tf
 from tests.model import ranker_stand_ins as stand_ins
-
-Scheme = item_representation.Scheme
 
 
 def _sid(dim=8, token_dropout=0.0):
@@ -100,25 +98,25 @@ class ItemRepresentationTest(base.TestCase):
     features = stand_ins.toy_batch(batch=3)
     for scheme in ("hash", "unigram", "hybrid"):
       with self.subTest(scheme):
-        config = item_representation.ItemRepresentationConfig(
+        config = schemes.ItemRepresentationConfig(
           scheme, 4, 16, hybrid_sid_scheme="unigram", table_initializer="zeros"
         )
-        layer = item_representation.create(config, sid_encoder=stand_ins.fixed_encoder())
+        layer = schemes.create(config, sid_encoder=stand_ins.fixed_encoder())
         self.assertAllEqual(layer(features), np.zeros((3, 4)))
         rebuilt = type(layer).from_config(layer.get_config())
         self.assertAllEqual(rebuilt(features), np.zeros((3, 4)))
-    normal = item_representation.create(item_representation.ItemRepresentationConfig("hash", 4))
+    normal = schemes.create(schemes.ItemRepresentationConfig("hash", 4))
     self.assertGreater(float(tf.reduce_max(tf.abs(normal(features)))), 0.0)
 
   def test_hybrid_gives_rows_the_sid_part_cannot_use_to_the_hash_part(self):
     encoder = stand_ins.fixed_encoder()  # L=2 levels of K=3 codes: a unigram table of 6 rows.
-    config = item_representation.ItemRepresentationConfig(
+    config = schemes.ItemRepresentationConfig(
       "hybrid", 4, 40, hybrid_sid_scheme="unigram", hybrid_hash_fraction=0.5
     )
-    layer = item_representation.create(config, sid_encoder=encoder)
+    layer = schemes.create(config, sid_encoder=encoder)
     self.assertEqual((layer.sid_part.num_rows, layer.id_part.num_rows), (6, 34))
     config = dataclasses.replace(config, table_rows=10)  # Share 5 < 6: the SID part keeps 5.
-    layer = item_representation.create(config, sid_encoder=encoder)
+    layer = schemes.create(config, sid_encoder=encoder)
     self.assertEqual((layer.sid_part.num_rows, layer.id_part.num_rows), (5, 5))
 
   def test_bad_arguments(self):
@@ -133,19 +131,19 @@ class ItemRepresentationTest(base.TestCase):
     with self.assertRaisesRegex(KeyError, "needs features"):
       dense_item.DenseItem()({"item_id": tf.constant(["a"])})
     with self.assertRaisesRegex(ValueError, "`table_rows` must be positive"):
-      item_representation.ItemRepresentationConfig(table_rows=0)
+      schemes.ItemRepresentationConfig(table_rows=0)
     with self.assertRaisesRegex(ValueError, "`table_initializer` must be one of .*'ones'"):
-      item_representation.ItemRepresentationConfig(table_initializer="ones")
+      schemes.ItemRepresentationConfig(table_initializer="ones")
     with self.assertRaisesRegex(ValueError, "needs a `sid_encoder`"):
-      item_representation.create(item_representation.ItemRepresentationConfig(scheme="unigram"))
+      schemes.create(schemes.ItemRepresentationConfig(scheme="unigram"))
 
   def test_config_round_trip(self):
-    config = item_representation.ItemRepresentationConfig(
+    config = schemes.ItemRepresentationConfig(
       scheme="hybrid", table_rows=100, hybrid_sid_scheme="spm", id_dropout=0.2
     )
-    again = item_representation.ItemRepresentationConfig.from_dict(config.to_dict())
+    again = schemes.ItemRepresentationConfig.from_dict(config.to_dict())
     self.assertEqual(again, config)
-    self.assertEqual(again.scheme, Scheme.HYBRID)
+    self.assertEqual(again.scheme, "hybrid")
     layer = hash_item.HashItem(num_bins=7, embedding_dim=3, name="h")
     self.assertEqual(
       hash_item.HashItem.from_config(layer.get_config()).get_config(), layer.get_config()
@@ -155,13 +153,11 @@ class ItemRepresentationTest(base.TestCase):
     self.assertEqual(rebuilt.num_rows, 6)
 
   def test_factory_builds_each_scheme(self):
-    self.assertIsNone(
-      item_representation.create(item_representation.ItemRepresentationConfig("none"))
-    )
-    built = item_representation.create(item_representation.ItemRepresentationConfig("hash", 4, 50))
+    self.assertIsNone(schemes.create(schemes.ItemRepresentationConfig("none")))
+    built = schemes.create(schemes.ItemRepresentationConfig("hash", 4, 50))
     self.assertIsInstance(built, hash_item.HashItem)
     self.assertEqual(built.num_rows, 50)
-    built = item_representation.create(item_representation.ItemRepresentationConfig("dense", 4))
+    built = schemes.create(schemes.ItemRepresentationConfig("dense", 4))
     self.assertIsInstance(built, dense_item.DenseItem)
 
   def test_saved_model_round_trip(self):

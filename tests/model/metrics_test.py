@@ -1,6 +1,7 @@
 """Tests of AUC, GAUC, slices and the user-clustered bootstrap, with hand-checked values."""
 
 import numpy as np
+from sklearn import metrics as sk_metrics
 
 from model import metrics
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
@@ -19,6 +20,15 @@ class MetricsTest(base.TestCase):
       np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.5, 0.5]), weights=np.array([1, 1, 2, 1])
     )
     self.assertAlmostEqual(weighted, 5.0 / 6.0)
+
+  @base.parameterized.named_parameters(("unweighted", False), ("weighted", True))
+  def test_auc_matches_sklearn(self, weighted):
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 500)
+    scores = np.round(labels * 0.5 + rng.normal(size=500), 1)  # Rounded: many ties.
+    weights = rng.integers(1, 5, 500).astype(np.float64) if weighted else None
+    expected = sk_metrics.roc_auc_score(labels, scores, sample_weight=weights)
+    self.assertAlmostEqual(metrics.auc(labels, scores, weights=weights), expected, places=10)
 
   def test_gauc_by_hand(self):
     labels = np.array([1, 0, 1, 0, 0, 1, 1])

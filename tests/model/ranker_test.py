@@ -5,7 +5,7 @@ import os
 
 import numpy as np
 
-from model import dense_item, hash_item, hybrid_item, ranker, sid_item, user_tower
+from model import dense_item, hash_item, hybrid_item, ranker, sid_item, tasks, user_tower
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from tests.base import tf
 from tests.model import ranker_stand_ins as stand_ins
@@ -53,14 +53,31 @@ class UserTowerTest(base.TestCase):
     tower = user_tower.UserTower(user_buckets=8, embedding_dim=3, item_representation=item)
     features = stand_ins.toy_batch(batch=2, history=3)
     out = tower(features)
-    self.assertEqual(out.shape, (2, 5))
+    self.assertEqual(sorted(out), ["history", "user"])
+    self.assertEqual(out["user"].shape, (2, 3))
     ids = features["history_item_id"].numpy()
     mask = features["history_mask"].numpy()
     vec = item({"item_id": tf.constant(ids.reshape(-1))}).numpy().reshape(2, 3, 2)
     expected = (vec * mask[..., None]).sum(1) / mask.sum(1, keepdims=True)
-    self.assertAllClose(out[:, 3:], expected)
+    self.assertAllClose(out["history"], expected)
     off = user_tower.UserTower(user_buckets=8, embedding_dim=3, use_history=False)
-    self.assertEqual(off(features).shape, (2, 3))
+    self.assertEqual(list(off(features)), ["user"])
+    self.assertEqual(off(features)["user"].shape, (2, 3))
+
+  @base.parameterized.named_parameters(("history_on", True), ("history_off", False))
+  def test_config_round_trip(self, use_history):
+    item = hash_item.HashItem(num_bins=16, embedding_dim=2) if use_history else None
+    tower = user_tower.UserTower(
+      user_buckets=8, embedding_dim=3, item_representation=item, use_history=use_history
+    )
+    features = stand_ins.toy_batch(batch=3, history=3)
+    expected = tower(features)
+    clone = user_tower.UserTower.from_config(tower.get_config())
+    self.assertEqual(clone.get_config(), tower.get_config())
+    clone(features)
+    clone.set_weights(tower.get_weights())
+    for key, value in clone(features).items():
+      self.assertAllClose(value, expected[key])
 
   def test_once_per_user_is_exact(self):
     calls = []
@@ -97,7 +114,7 @@ class UserTowerTest(base.TestCase):
 
 class RankerTest(base.TestCase):
   def test_outputs(self):
-    model = ranker.Ranker(_item("sid"), _config())
+    model = ranker.build_ranker(_item("sid"), _config())
     out = model(stand_ins.toy_batch(batch=5))
     self.assertEqual(sorted(out), ["ctr", "rating"])
     self.assertEqual(out["ctr"].shape, (5,))
@@ -110,13 +127,13 @@ class RankerTest(base.TestCase):
   def test_history_interaction_widens_the_shared_input(self):
     features = stand_ins.toy_batch(batch=5)
     for interaction, width in ((True, 4 + 4 + 4 + 4 + 1), (False, 4 + 4 + 4)):
-      model = ranker.Ranker(_item("hash"), _config(history_interaction=interaction))
+      model = ranker.build_ranker(_item("hash"), _config(history_interaction=interaction))
       model(features)
       self.assertEqual(model.cross[0]._dense.kernel.shape, (width, width))
 
   def test_loss_weighting(self):
     features = stand_ins.toy_batch(batch=6)
-    model = ranker.Ranker(_item("hash"), _config(click_weight=1.0, second_weight=0.0))
+    model = ranker.build_ranker(_item("hash"), _config(click_weight=1.0, second_weight=0.0))
     logit, second = model.heads(features)
     bce = tf.keras.losses.BinaryCrossentropy(from_logits=True)(features["click"], logit)
     mse = tf.keras.losses.MeanSquaredError()(features["second_label"], second)
@@ -132,7 +149,7 @@ class RankerTest(base.TestCase):
     with self.assertRaisesRegex(ValueError, "Loss weights must be non-negative"):
       _config(click_weight=0.0, second_weight=0.0)
     with self.assertRaisesRegex(ValueError, "needs an item representation"):
-      ranker.Ranker(None, _config(use_history=True))
+      ranker.build_ranker(None, _config(use_history=True))
 
   @base.parameterized.named_parameters(
     ("hash", "hash", True),
@@ -143,7 +160,7 @@ class RankerTest(base.TestCase):
     ("user_only", None, False),
   )
   def test_fit_and_saved_model(self, scheme, use_history):
-    model = ranker.Ranker(_item(scheme), _config(use_history=use_history))
+    model = ranker.build_ranker(_item(scheme), _config(use_history=use_history))
     model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
     batch = stand_ins.toy_batch(batch=16)
     ds = tf.data.Dataset.from_tensors(batch).repeat(8)
@@ -152,16 +169,54 @@ class RankerTest(base.TestCase):
     self.assertIn("auc", history.history)
     self.assertLess(float(model.compute_loss(batch)), first)
     path = os.path.join(self.get_temp_dir(), "ranker")
-    spec = ranker.save(model, path, content_dim=stand_ins.D)
-    inputs = {k: batch[k] for k in spec}
+    specs = model.input_specs(stand_ins.D)
+    serve = tf.function(lambda features: model(features), input_signature=[specs])
+    tf.saved_model.save(model, path, signatures={"serving_default": serve})
+    inputs = {k: batch[k] for k in specs}
     expected = model(inputs)
-    loaded = tf.saved_model.load(path)
-    got = loaded.signatures["serving_default"](**inputs)
+    got = tf.saved_model.load(path).signatures["serving_default"](**inputs)
     self.assertAllClose(got["ctr"], expected["ctr"])
     self.assertAllClose(got["rating"], expected["rating"])
-    if scheme in ("sid", "hybrid"):
-      codes = loaded.signatures["semantic_id"](content_embedding=batch["content_embedding"])
-      self.assertEqual(codes["codes"].shape, (16, stand_ins.LEVELS))
+
+  @base.parameterized.named_parameters(
+    ("hash", "hash", True),
+    ("dense", "dense", True),
+    ("sid", "sid", True),
+    ("hybrid", "hybrid", True),
+    ("hash_no_history", "hash", False),
+    ("user_only", None, False),
+  )
+  def test_config_round_trip_with_weights(self, scheme, use_history):
+    model = ranker.build_ranker(_item(scheme), _config(use_history=use_history))
+    batch = stand_ins.toy_batch(batch=5)
+    expected = model(batch)
+    config = tf.keras.layers.serialize(model)
+    clone = tf.keras.layers.deserialize(config)
+    self.assertIsInstance(clone, ranker.Ranker)
+    again = tf.keras.layers.serialize(clone)
+    for key in ("item_representation", "user_tower", "config"):  # (Keras adds `fn` to losses.)
+      self.assertEqual(again["config"][key], config["config"][key])
+    if use_history:  # One representation, shared by the candidate side and the history.
+      self.assertIs(clone.user_tower.item_representation, clone.item_representation)
+    clone(batch)
+    clone.set_weights(model.get_weights())
+    got = clone(batch)
+    self.assertAllClose(got["ctr"], expected["ctr"])
+    self.assertAllClose(got["rating"], expected["rating"])
+
+  def test_takes_its_parts_as_arguments(self):
+    item = _item("hash")
+    tower = user_tower.UserTower(user_buckets=8, embedding_dim=4, item_representation=item)
+    click = tasks.click_task(name="my_click")
+    model = ranker.Ranker(item, tower, _config(), click_task=click)
+    self.assertIs(model.user_tower, tower)
+    self.assertIs(model.click_task, click)
+    model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
+    history = model.fit(tf.data.Dataset.from_tensors(stand_ins.toy_batch(batch=8)), verbose=0)
+    self.assertIn("auc", history.history)
+    other = user_tower.UserTower(user_buckets=8, embedding_dim=4, item_representation=_item("hash"))
+    with self.assertRaisesRegex(ValueError, "must share the ranker's item representation"):
+      ranker.Ranker(item, other, _config())
 
 
 if __name__ == "__main__":

@@ -94,7 +94,7 @@ class AssignSidsTest(base.TestCase):
       "--synthetic_dim=24",
       check=False,
     )
-    self.assertIn("width D=24, but the RQ-VAE expects D=16", wrong_dim.stderr)
+    self.assertIn("have shape (300, 24), but the RQ-VAE expects width D=16", wrong_dim.stderr)
     self.assertFalse(os.path.exists(output))
 
 

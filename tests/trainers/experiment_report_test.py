@@ -36,13 +36,6 @@ def _predictions(seed, good):
 
 
 class ExperimentReportTest(base.TestCase):
-  def test_effective_rows(self):
-    self.assertEqual(experiment_report.effective_rows("unigram", 1000, 3, 64), 192)
-    self.assertEqual(experiment_report.effective_rows("bigram", 100_000, 3, 64), 4096 + 64)
-    self.assertEqual(experiment_report.effective_rows("spm", 10, 3, 64), 193)
-    self.assertIsNone(experiment_report.effective_rows("dense", 10, 3, 64))
-    self.assertEqual(experiment_report.effective_rows("hash", 10, 3, 64), 10)
-
   def test_summary_choice_and_reports(self):
     runs = [Run("on", s, 100, seed) for s in ("hash", "spm", "dense") for seed in (0, 1)]
     quality = {"hash": (0.70, 0.55), "spm": (0.72, 0.65), "dense": (0.69, 0.70)}

@@ -29,7 +29,7 @@ class PipelineTest(base.TestCase):
       "--hybrid_sid_scheme=spm",  # Needs its own SPM model at the SID part's share (20 rows).
       "--table_rows=40",
       "--rqvae_epochs=1",
-      "--ranker_epochs=1",
+      "--epochs=1",
       f"--output_dir={out}",
     )
     done = _run("trainers.pipeline", *args)
@@ -39,7 +39,10 @@ class PipelineTest(base.TestCase):
       "sids.npz",
       "comparison.md",
       "comparison.png",
-      "rankers/spm/saved_model/saved_model.pb",
+      "rankers/spm/ranker_config.json",
+      "rankers/spm/checkpoint",
+      "rqvae.identity.json",
+      "spm/spm_20.model.identity.json",
       "rankers/hash/metrics.json",
       "rankers/hybrid/metrics.json",
       "spm/spm_20.model",
@@ -51,6 +54,7 @@ class PipelineTest(base.TestCase):
     again = _run("trainers.pipeline", *args)
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
     self.assertIn("spm: reusing", again.stdout)
+    self.assertIn(f"reusing {out}/rqvae", again.stdout)
 
   def test_experiment_cli(self):
     out = os.path.join(self.get_temp_dir(), "experiment")

@@ -5,11 +5,12 @@ import os
 
 import numpy as np
 
+from export import export_model
 from features import datasets, splits, synthetic
-from model import item_representation, ranker, semantic_id_encoder
+from model import ranker, schemes, semantic_id_encoder
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from tests.base import tf
-from trainers import ranker_training
+from trainers import artifacts, ranker_training
 
 _CACHE = {}
 
@@ -23,12 +24,12 @@ def _setup():
       ),
     )
     split = splits.split_dataset(data, "new_items")
-    rqvae = ranker_training.train_rqvae(
-      data, ranker_training.SidConfig(num_levels=2, codebook_size=4, latent_dim=8, epochs=2)
+    rqvae = artifacts.train_rqvae(
+      data, artifacts.SidConfig(num_levels=2, codebook_size=4, latent_dim=8, epochs=2)
     )
     codes = rqvae.assign_codes(data.embeddings)
-    weights = ranker_training.impressions_per_item(data, split.train)
-    proto = ranker_training.train_spm(codes, weights, 4, 12)
+    weights = artifacts.impressions_per_item(data, split.train)
+    proto = artifacts.train_spm(codes, weights, 4, 12)
     _CACHE.update(data=data, split=split, rqvae=rqvae, proto=proto)
   return _CACHE
 
@@ -37,7 +38,7 @@ class TrainRankerTest(base.TestCase):
   def _fit(self, scheme, output_dir, save_model=False, history=True):
     c = _setup()
     encoder = semantic_id_encoder.SemanticIdEncoder.from_rqvae(c["rqvae"], name="sid_encoder")
-    item_config = item_representation.ItemRepresentationConfig(
+    item_config = schemes.ItemRepresentationConfig(
       scheme=scheme, embedding_dim=4, table_rows=40, hybrid_sid_scheme="spm", id_dropout=0.5
     )
     ranker_config = ranker.RankerConfig(
@@ -62,7 +63,7 @@ class TrainRankerTest(base.TestCase):
     )
 
   def test_fit_every_scheme(self):
-    for scheme in ("hash", "dense", "unigram", "bigram", "prefix", "spm", "hybrid", "none"):
+    for scheme in schemes.names():
       with self.subTest(scheme):
         out = os.path.join(self.get_temp_dir(), scheme)
         result = self._fit(scheme, out)
@@ -82,15 +83,19 @@ class TrainRankerTest(base.TestCase):
     self.assertEqual(config["outputs"], ["ctr", "engagement"])
     self.assertIn("history_content_embedding", config["inputs"])
     self.assertTrue(os.path.isfile(os.path.join(out, "assets", "spm.model")))
-    features = ranker_training.dummy_features(ranker.RankerConfig.from_dict(config["ranker"]), 8)
+    rebuilt = ranker_training.load_ranker(out)
+    features = ranker_training.sample_features(rebuilt, 8)
     features["content_embedding"] = tf.constant(
       np.random.default_rng(0).normal(size=(1, 8)), tf.float32
     )
-    rebuilt = ranker_training.load_ranker(out)
-    inputs = {k: features[k] for k in rebuilt.input_keys}
-    served = tf.saved_model.load(os.path.join(out, "saved_model"))
+    # The export (built from config + checkpoint) serves what the rebuilt ranker predicts.
+    base_dir = os.path.join(self.get_temp_dir(), "serving")
+    export_dir = export_model.export(out, base_dir)
+    served = tf.saved_model.load(export_dir)
     self.assertAllClose(
-      served.signatures["serving_default"](**inputs)["ctr"], rebuilt(inputs)["ctr"], atol=1e-6
+      served.signatures["serving_default"](**features)["ctr"],
+      rebuilt(features)["ctr"],
+      atol=1e-6,
     )
 
   def test_validation_split_comes_from_training_period(self):
