@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -29,19 +28,15 @@ from google.protobuf import (
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
+from features import io_utils
+
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODEL_CONFIG_FILE = "models.config"
 BATCHING_FILE = "batching_parameters.txt"
 
 
 def _atomic_write(path: str, data: bytes) -> None:
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.")
-  with os.fdopen(fd, "wb") as f:
-    f.write(data)
-  os.chmod(temp, 0o644)  # mkstemp creates 0600; the model server may run as another user.
-  os.replace(temp, path)
+  io_utils.write_bytes(path, data)
 
 
 def sample_inputs(
@@ -95,10 +90,7 @@ def write_warmup_requests(
   if not requests:
     raise ValueError("`requests` must not be empty")
   path = os.path.join(export_dir, WARMUP_FILE)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".warmup.")
-  os.close(fd)
-  with tf.io.TFRecordWriter(temp) as writer:
+  with io_utils.atomic_path(path) as temp, tf.io.TFRecordWriter(temp) as writer:
     for signature_name, inputs in requests:
       log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(
@@ -106,8 +98,6 @@ def write_warmup_requests(
         )
       )
       writer.write(log.SerializeToString())
-  os.chmod(temp, 0o644)
-  os.replace(temp, path)
   return path
 
 

@@ -14,11 +14,12 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from typing import Any, Dict, Optional
 
 import numpy as np
+
+from features import io_utils
 
 FORMAT_VERSION = 1
 _ARRAYS = ("item_id", "codes", "collision_index")
@@ -153,17 +154,7 @@ def write_sid_table(path: str, table: SidTable) -> None:
   if table.collision_index is not None:
     arrays["collision_index"] = table.collision_index
   arrays["manifest"] = np.array(json.dumps(table.manifest, sort_keys=True))
-  directory = os.path.dirname(os.path.abspath(path))
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix=".sid_table-", suffix=".npz", dir=directory)
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **arrays)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  io_utils.write_npz(path, **arrays)
 
 
 def read_manifest(path: str) -> Dict[str, Any]:

@@ -13,13 +13,12 @@ record.
 import dataclasses
 import json
 import os
-import shutil
-import tempfile
 from typing import Dict, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from features import io_utils
 from model import residual_quantizer, rqvae_metrics, semantic_id_encoder
 
 CONFIG_FILE = "config.json"
@@ -257,36 +256,20 @@ class SidStatsCallback(tf.keras.callbacks.Callback):
 
 
 def save_rqvae(model: RQVAE, directory: str) -> str:
-  """Writes config, weights and fingerprint to `directory` atomically (temp dir, then rename).
+  """Writes config, weights and fingerprint to `directory` atomically (`io_utils.atomic_dir`).
 
   Returns:
     The fingerprint.
   """
-  directory = os.path.abspath(directory)
-  parent = os.path.dirname(directory)
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".rqvae-", dir=parent)
-  try:
+  digest = fingerprint(model)
+  meta = {
+    "format_version": FORMAT_VERSION,
+    "config": dataclasses.asdict(model.config),
+    "fingerprint": digest,
+  }
+  with io_utils.atomic_dir(directory) as staging:
     model.save_weights(os.path.join(staging, WEIGHTS_PREFIX))
-    digest = fingerprint(model)
-    meta = {
-      "format_version": FORMAT_VERSION,
-      "config": dataclasses.asdict(model.config),
-      "fingerprint": digest,
-    }
-    with open(os.path.join(staging, CONFIG_FILE), "w") as f:
-      json.dump(meta, f, indent=2)
-    old = None
-    if os.path.exists(directory):
-      old = tempfile.mkdtemp(prefix=".rqvae-old-", dir=parent)
-      os.rmdir(old)
-      os.replace(directory, old)
-    os.replace(staging, directory)
-    if old:
-      shutil.rmtree(old, ignore_errors=True)
-  except BaseException:
-    shutil.rmtree(staging, ignore_errors=True)
-    raise
+    io_utils.write_json(os.path.join(staging, CONFIG_FILE), meta)
   return digest
 
 
