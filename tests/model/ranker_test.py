@@ -27,6 +27,17 @@ def _item(name, dim=4):
   return None
 
 
+# (test name, item representation, use_history) of the fit and round-trip tests.
+_CASES = (
+  ("hash", "hash", True),
+  ("dense", "dense", True),
+  ("sid", "sid", True),
+  ("hybrid", "hybrid", True),
+  ("hash_no_history", "hash", False),
+  ("user_only", None, False),
+)
+
+
 def _config(**kwargs):
   values = dict(
     second_label_name="rating",
@@ -151,14 +162,7 @@ class RankerTest(base.TestCase):
     with self.assertRaisesRegex(ValueError, "needs an item representation"):
       ranker.build_ranker(None, _config(use_history=True))
 
-  @base.parameterized.named_parameters(
-    ("hash", "hash", True),
-    ("dense", "dense", True),
-    ("sid", "sid", True),
-    ("hybrid", "hybrid", True),
-    ("hash_no_history", "hash", False),
-    ("user_only", None, False),
-  )
+  @base.parameterized.named_parameters(*_CASES)
   def test_fit_and_saved_model(self, scheme, use_history):
     model = ranker.build_ranker(_item(scheme), _config(use_history=use_history))
     model.compile(optimizer=tf.keras.optimizers.Adam(0.05))
@@ -178,14 +182,7 @@ class RankerTest(base.TestCase):
     self.assertAllClose(got["ctr"], expected["ctr"])
     self.assertAllClose(got["rating"], expected["rating"])
 
-  @base.parameterized.named_parameters(
-    ("hash", "hash", True),
-    ("dense", "dense", True),
-    ("sid", "sid", True),
-    ("hybrid", "hybrid", True),
-    ("hash_no_history", "hash", False),
-    ("user_only", None, False),
-  )
+  @base.parameterized.named_parameters(*_CASES)
   def test_config_round_trip_with_weights(self, scheme, use_history):
     model = ranker.build_ranker(_item(scheme), _config(use_history=use_history))
     batch = stand_ins.toy_batch(batch=5)
