@@ -238,7 +238,7 @@ class RestClient(_ModelTarget):
     timeout = timeout_s or self.timeout_s
     try:
       with urllib.request.urlopen(request, timeout=timeout) as response:
-        payload = json.loads(response.read())
+        raw = response.read()
     except urllib.error.HTTPError as e:
       raise self._http_error(e) from e
     except (TimeoutError, socket.timeout) as e:
@@ -252,21 +252,34 @@ class RestClient(_ModelTarget):
         self.model_name,
         self.base_url,
       ) from e
-    return self._outputs(payload)
+    return self._outputs(raw)
 
-  def _outputs(self, payload: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    if "outputs" not in payload:
-      raise ServingError(
-        f"Unexpected response from {self.url} (no 'outputs'): {str(payload)[:200]}",
-        self.model_name,
-        self.base_url,
-      )
+  def _bad_response(self, what: str, raw: bytes) -> ServingError:
+    return ServingError(
+      f"Unexpected response from {self.url}: {what} (first bytes: {raw[:80]!r})",
+      self.model_name,
+      self.base_url,
+    )
+
+  def _outputs(self, raw: bytes) -> dict[str, np.ndarray]:
+    """The outputs of a REST predict response body; anything else raises ServingError."""
+    try:
+      payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+      raise self._bad_response("not JSON", raw) from None
+    if not isinstance(payload, dict) or "outputs" not in payload:
+      raise self._bad_response("no 'outputs' object", raw)
     outputs = payload["outputs"]
     if not isinstance(outputs, dict):  # A signature with one output returns it bare.
       outputs = {"output": outputs}
     arrays = {}
     for name, value in outputs.items():
-      array = np.asarray(value)
+      try:
+        array = np.asarray(value)
+      except ValueError:
+        raise self._bad_response(f"output {name!r} is a ragged array", raw) from None
+      if array.dtype == object or array.ndim == 0:
+        raise self._bad_response(f"output {name!r} is not an array of numbers or strings", raw)
       arrays[name] = array.astype(np.float32) if array.dtype.kind == "f" else array
     return arrays
 
@@ -322,6 +335,11 @@ def main(argv):
       inputs = json.load(f)
   except (OSError, ValueError) as e:
     raise app.UsageError(f"Cannot read --inputs_json={FLAGS.inputs_json!r}: {e}")
+  if not isinstance(inputs, dict):
+    raise app.UsageError(
+      f"--inputs_json={FLAGS.inputs_json!r} must hold a JSON object {{input name: values}}; it "
+      f"holds a {type(inputs).__name__}."
+    )
   inputs = {
     name: np.asarray(value, np.float32) if np.asarray(value).dtype.kind == "f" else value
     for name, value in inputs.items()

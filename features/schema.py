@@ -150,11 +150,13 @@ def _interaction_problems(
         f"{_listed(np.unique(inter['item_id'].to_numpy()[unknown]))} at rows {_listed(rows)}",
       )
     )
-  click = inter["click"].to_numpy()
-  bad_click = ~np.isin(click, (0, 1))
+  click = pd.to_numeric(inter["click"], errors="coerce").to_numpy(dtype=np.float64)
+  bad_click = ~np.isin(click, (0.0, 1.0))
   if bad_click.any():
+    rows = np.flatnonzero(bad_click)
+    values = inter["click"].to_numpy()[rows[:_MAX_LISTED]].tolist()
     problems.append(
-      ("bad_click_labels", bad_click, f"click not 0/1 at rows {_listed(np.flatnonzero(bad_click))}")
+      ("bad_click_labels", bad_click, f"click not 0/1 at rows {_listed(rows)}: {values}")
     )
   label = pd.to_numeric(inter["second_label"], errors="coerce").to_numpy(dtype=np.float64)
   bad_label = ~np.isfinite(label)
@@ -234,7 +236,7 @@ def _typed_interactions(inter: pd.DataFrame) -> pd.DataFrame:
   out = inter.copy()
   out["item_id"] = out["item_id"].astype(np.int64)
   out["timestamp"] = out["timestamp"].astype(np.int64)
-  out["click"] = out["click"].astype(np.int8)
+  out["click"] = pd.to_numeric(out["click"]).astype(np.int8)
   out["second_label"] = out["second_label"].astype(np.float32)
   if not pd.api.types.is_integer_dtype(out["user_id"]):
     out["user_id"] = out["user_id"].astype(str)

@@ -4,10 +4,12 @@
   after it. The cut is `split_time` (Unix seconds) when given, else the `time_quantile` of
   interaction timestamps (default 0.8). Evaluation rows whose item has no training interaction are
   cold.
-- `new_items`: items are ordered by their first interaction (ties by item id); the latest
-  `cold_item_fraction` (default 0.2, rounded up) are new items, and every interaction with them is
-  held out (cold rows). For the other (warm) items, each user's latest floor(`warm_holdout_fraction`
-  x n) of their n warm interactions are held out (warm rows; ties in time broken by row order).
+- `new_items`: items are ordered by their first interaction (or, with `new_items_by="first_seen"`,
+  by the items table's `first_seen`, e.g. release dates a user supplies; ties by item id); the
+  latest `cold_item_fraction` (default 0.2, rounded up) are new items, and every interaction with
+  them is held out (cold rows). For the other (warm) items, each user's latest
+  floor(`warm_holdout_fraction` x n) of their n warm interactions are held out (warm rows; ties in
+  time broken by row order).
   Users keep their earlier rows in training, so item cold start is measured on users the model
   knows.
 """
@@ -37,6 +39,7 @@ class Split:
   eval: pd.DataFrame
   cold_item_ids: np.ndarray
   params: Dict[str, float]
+  first_seen: Optional[pd.Series] = None  # item_id -> first_seen, for new_items_by="first_seen"
 
   def counts(self) -> Dict[str, int]:
     users = pd.Index(self.train["user_id"].unique())
@@ -93,13 +96,33 @@ def global_time_split(
   return Split(SplitMethod.GLOBAL_TIME, train, evaluation, cold_items, params)
 
 
+NEW_ITEMS_BY = ("first_interaction", "first_seen")
+
+
 def new_items_split(
-  interactions: pd.DataFrame, cold_item_fraction: float = 0.2, warm_holdout_fraction: float = 0.1
+  interactions: pd.DataFrame,
+  cold_item_fraction: float = 0.2,
+  warm_holdout_fraction: float = 0.1,
+  new_items_by: str = "first_interaction",
+  first_seen: Optional[pd.Series] = None,
 ) -> Split:
-  """Holds out all rows of the newest items and each user's latest warm rows (module docstring)."""
+  """Holds out all rows of the newest items and each user's latest warm rows (module docstring).
+
+  Args:
+    interactions: the rows to split.
+    cold_item_fraction, warm_holdout_fraction: see the module docstring.
+    new_items_by: "first_interaction" or "first_seen": what orders items by newness.
+    first_seen: pd.Series item_id -> first_seen; required with new_items_by="first_seen".
+  """
   _check_fraction("cold_item_fraction", cold_item_fraction)
   _check_fraction("warm_holdout_fraction", warm_holdout_fraction)
+  if new_items_by not in NEW_ITEMS_BY:
+    raise ValueError(f"`new_items_by` must be one of {NEW_ITEMS_BY}. Received: {new_items_by!r}")
   first = interactions.groupby("item_id")["timestamp"].min().reset_index()
+  if new_items_by == "first_seen":
+    if first_seen is None:
+      raise ValueError('new_items_by="first_seen" needs the items\' `first_seen`.')
+    first["timestamp"] = first["item_id"].map(first_seen).fillna(first["timestamp"])
   first = first.sort_values(["timestamp", "item_id"], kind="stable")
   n_cold = math.ceil(cold_item_fraction * len(first))
   cold_items = np.sort(first["item_id"].to_numpy()[len(first) - n_cold :])
@@ -117,7 +140,9 @@ def new_items_split(
     "cold_item_fraction": cold_item_fraction,
     "warm_holdout_fraction": warm_holdout_fraction,
   }
-  return Split(SplitMethod.NEW_ITEMS, train, evaluation, cold_items, params)
+  if new_items_by != "first_interaction":
+    params["new_items_by"] = new_items_by
+  return Split(SplitMethod.NEW_ITEMS, train, evaluation, cold_items, params, first_seen)
 
 
 def split_dataset(dataset: schema.Dataset, method: str = "global_time", **params) -> Split:
@@ -125,4 +150,7 @@ def split_dataset(dataset: schema.Dataset, method: str = "global_time", **params
   kind = parse_method(method)
   if kind is SplitMethod.GLOBAL_TIME:
     return global_time_split(dataset.interactions, **params)
-  return new_items_split(dataset.interactions, **params)
+  first_seen = pd.Series(
+    dataset.items["first_seen"].to_numpy(), index=dataset.items["item_id"].to_numpy()
+  )
+  return new_items_split(dataset.interactions, first_seen=first_seen, **params)

@@ -295,8 +295,11 @@ def load_rqvae(directory: str) -> RQVAE:
   model = build_rqvae(config)
   try:
     model.load_weights(os.path.join(directory, WEIGHTS_PREFIX)).expect_partial()
-  except (tf.errors.OpError, ValueError) as e:
-    raise RQVAEFormatError(f"Cannot read the RQ-VAE weights in {directory!r}: {e}") from e
+  except (tf.errors.OpError, ValueError, IndexError) as e:  # IndexError: a truncated file.
+    raise RQVAEFormatError(
+      f"Cannot read the RQ-VAE weights in {directory!r} ({type(e).__name__}: {e}); the files are "
+      "truncated or corrupt: train it again."
+    ) from e
   actual = fingerprint(model)
   if meta.get("fingerprint") != actual:
     raise RQVAEFormatError(

@@ -21,6 +21,7 @@ __all__ = [
   "job_flags",
   "pipeline",
   "ranker_training",
+  "run_dir",
   "train_ranker",
   "train_rqvae",
   "train_spm",

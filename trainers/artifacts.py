@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 import pandas as pd
+import sentencepiece as spm
 import tensorflow as tf
 
 from features import io_utils, schema, splits, spm_training
@@ -52,12 +53,29 @@ class SidConfig:
   reset_interpolation: float = 0.3
 
 
-def data_fingerprint(dataset: schema.Dataset) -> str:
-  """sha256 of the item ids and content embeddings (what an RQ-VAE is trained on)."""
+def data_fingerprint(dataset: schema.Dataset, with_interactions: bool = False) -> str:
+  """sha256 of the item ids and content embeddings (what an RQ-VAE is trained on) and, with
+  `with_interactions`, of every interaction column too (what a ranker is trained on)."""
   digest = hashlib.sha256()
-  digest.update(np.ascontiguousarray(dataset.items["item_id"].to_numpy()).tobytes())
+  digest.update(_column_bytes(dataset.items["item_id"]))
   digest.update(np.ascontiguousarray(dataset.embeddings, np.float32).tobytes())
+  if with_interactions:
+    for name in sorted(dataset.interactions.columns):
+      digest.update(name.encode())
+      digest.update(_column_bytes(dataset.interactions[name]))
   return digest.hexdigest()
+
+
+def _column_bytes(column: pd.Series) -> bytes:
+  """The values' bytes; strings as fixed-width UTF-32 (object arrays hold pointers, not values)."""
+  values = column.to_numpy()
+  if values.dtype.kind in "OUS":
+    values = np.asarray([str(v) for v in values], dtype=str)
+  return np.ascontiguousarray(values).tobytes()
+
+
+def bytes_digest(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
 
 
 def array_digest(values: np.ndarray) -> str:
@@ -99,6 +117,14 @@ def train_spm(codes: np.ndarray, weights: np.ndarray, codebook_size: int, vocab_
   vocab = spm_vocab_size(vocab_size, codes.shape[1], codebook_size)
   config = spm_training.SpmTrainingConfig(vocab_size=vocab)
   return spm_training.train_sid_spm(codes, weights, codebook_size, config)
+
+
+def check_spm_proto(proto: bytes, path: str) -> None:
+  """Raises ValueError naming `path` unless `proto` parses as a SentencePiece model."""
+  try:
+    spm.SentencePieceProcessor(model_proto=proto)
+  except (RuntimeError, TypeError, ValueError) as e:
+    raise ValueError(f"{path} is not a readable SentencePiece model (truncated or corrupt): {e}")
 
 
 def _read_identity(path: str) -> Optional[Dict[str, Any]]:
@@ -229,6 +255,11 @@ class SidArtifacts:
       if _read_identity(path + ".identity.json") == identity and tf.io.gfile.exists(path):
         with tf.io.gfile.GFile(path, "rb") as f:
           proto = f.read()
+        try:
+          check_spm_proto(proto, path)
+        except ValueError as e:
+          print(f"{e}; training it again")
+          proto = None
       if proto is None:
         proto = train_spm(self.codes, self.impressions(), self.codebook_size, vocab)
         io_utils.write_bytes(path, proto)
@@ -254,4 +285,4 @@ def validation_split(split: splits.Split) -> splits.Split:
   if split.method is splits.SplitMethod.GLOBAL_TIME:
     params.pop("split_time", None)
     return splits.global_time_split(split.train, **params)
-  return splits.new_items_split(split.train, **params)
+  return splits.new_items_split(split.train, first_seen=split.first_seen, **params)

@@ -19,7 +19,7 @@ from absl import app, flags, logging
 
 from features import io_utils, schema, sid_table
 from model import rqvae, rqvae_metrics, semantic_id_encoder, sid_collisions
-from trainers import data_flags
+from trainers import cli, data_flags
 
 data_flags.define()
 flags.DEFINE_string("rqvae_dir", None, "The RQ-VAE directory written by train_rqvae (DIR/model).")
@@ -107,4 +107,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -10,7 +10,7 @@ Usage in a job module:
     split = data_flags.split(dataset)
 """
 
-from absl import flags
+from absl import app, flags
 
 from features import datasets, schema, splits, synthetic
 
@@ -40,6 +40,13 @@ def define() -> None:
   flags.DEFINE_float(
     "warm_holdout_fraction", 0.1, "new_items: each user's latest warm fraction held out."
   )
+  flags.DEFINE_enum(
+    "new_items_by",
+    "first_interaction",
+    list(splits.NEW_ITEMS_BY),
+    "new_items: order items by their first interaction, or by the items' first_seen (release "
+    "dates in your items file).",
+  )
   flags.DEFINE_integer("seed", 0, "Seed of the synthetic data and of training.")
   flags.DEFINE_bool(
     "drop_invalid", False, "Drop invalid rows (reported by kind) instead of failing."
@@ -64,8 +71,54 @@ def synthetic_config() -> synthetic.SyntheticConfig:
   )
 
 
+# Flags that apply only to some datasets or splits.
+_FOR_DATASET = {
+  "synthetic_items": "synthetic",
+  "synthetic_users": "synthetic",
+  "synthetic_interactions": "synthetic",
+  "synthetic_dim": "synthetic",
+  "click_threshold": "movielens",
+  "second_label_column": "files",
+}
+_FOR_SPLIT = {
+  "time_quantile": "global_time",
+  "split_time": "global_time",
+  "cold_item_fraction": "new_items",
+  "warm_holdout_fraction": "new_items",
+  "new_items_by": "new_items",
+}
+
+
+def check() -> None:
+  """Refuses a data flag given on the command line that the chosen dataset or split ignores.
+
+  Raises:
+    app.UsageError: naming the flag and what it applies to.
+  """
+  for name, dataset in _FOR_DATASET.items():
+    if FLAGS[name].present and FLAGS.dataset != dataset:
+      raise app.UsageError(
+        f"--{name} applies only to --dataset={dataset}. Received: --dataset={FLAGS.dataset}"
+      )
+  if FLAGS["data_dir"].present and FLAGS.dataset == "synthetic":
+    raise app.UsageError("--data_dir does not apply to --dataset=synthetic (built-in data).")
+  for name, method in _FOR_SPLIT.items():
+    if FLAGS[name].present and FLAGS.split != method:
+      raise app.UsageError(
+        f"--{name} applies only to --split={method}. Received: --split={FLAGS.split}"
+      )
+  for name in ("time_quantile", "cold_item_fraction", "warm_holdout_fraction"):
+    value = FLAGS[name].value
+    if not 0.0 < value < 1.0:
+      raise app.UsageError(f"--{name} must be in (0, 1). Received: --{name}={value}")
+  for name in ("synthetic_items", "synthetic_users", "synthetic_interactions", "synthetic_dim"):
+    if FLAGS[name].value <= 0:
+      raise app.UsageError(f"--{name} must be positive. Received: --{name}={FLAGS[name].value}")
+
+
 def load() -> schema.Dataset:
-  """Loads and validates the dataset the flags name."""
+  """Checks the data flags (`check`), then loads and validates the dataset they name."""
+  check()
   return datasets.load_dataset(
     FLAGS.dataset,
     FLAGS.data_dir,
@@ -79,10 +132,13 @@ def load() -> schema.Dataset:
 def split_params() -> dict:
   if splits.parse_method(FLAGS.split) is splits.SplitMethod.GLOBAL_TIME:
     return {"time_quantile": FLAGS.time_quantile, "split_time": FLAGS.split_time}
-  return {
+  params = {
     "cold_item_fraction": FLAGS.cold_item_fraction,
     "warm_holdout_fraction": FLAGS.warm_holdout_fraction,
   }
+  if FLAGS.new_items_by != "first_interaction":  # (Kept out otherwise: identities stay as before.)
+    params["new_items_by"] = FLAGS.new_items_by
+  return params
 
 
 def split(dataset: schema.Dataset) -> splits.Split:

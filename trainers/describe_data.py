@@ -14,7 +14,7 @@ from typing import Any, Dict
 from absl import app, flags
 
 from features import io_utils, schema, splits
-from trainers import data_flags
+from trainers import cli, data_flags
 
 data_flags.define()
 flags.DEFINE_string("output_json", None, "Where to write the JSON summary (written atomically).")
@@ -73,4 +73,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

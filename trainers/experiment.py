@@ -13,14 +13,15 @@ For each history setting (on/off), item representation and table budget, trains 
   auc_vs_table_size_history_{on,off}.png   overall AUC / cold GAUC against table rows per scheme
   (paper
                 Figs. 2 and 3), with dense input and the user-only floor as horizontal lines.
-Each run lives in DIR/runs/<history>/<scheme>_<rows>/seed<k>/ with its metrics.json and
-predictions.npz; a rerun skips runs already there, so a killed experiment resumes. Schemes whose
+Each run lives in DIR/runs/<history>/<scheme>_<rows>/seed<k>/ with its run.json, metrics.json and
+predictions.npz; a rerun reuses a finished run only when it was made with the same settings and data
+(`trainers.run_dir`), resumes an unfinished one and retrains the others, so a killed experiment
+resumes and a changed flag never reports an old result. Schemes whose
 table does not depend on the budget (dense; unigram once the budget exceeds L*K) are trained once
 and shown at every budget.
 """
 
 import itertools
-import json
 import os
 import time
 from typing import Any, Dict, List
@@ -87,11 +88,7 @@ def shown_at(run_scheme: str, run_rows: int, budgets, levels, k):
 def run_one(
   run: experiment_report.Run, dataset, split, cache: artifacts.SidArtifacts
 ) -> Dict[str, Any]:
-  run_dir = os.path.join(FLAGS.output_dir, "runs", run.key)
-  done = os.path.join(run_dir, "metrics.json")
-  if os.path.isfile(done) and os.path.isfile(os.path.join(run_dir, "predictions.npz")):
-    with open(done) as f:
-      return json.load(f)
+  folder = os.path.join(FLAGS.output_dir, "runs", run.key)
   tf.keras.backend.clear_session()
   item_config = item_flags.item_config(run.scheme, max(run.rows, 1), FLAGS.embedding_dim)
   ranker_config = ranker_lib.RankerConfig(
@@ -108,11 +105,12 @@ def run_one(
     item_config,
     ranker_config,
     train_config,
-    run_dir,
+    folder,
     sid_encoder=encoder,
     spm_model_proto=proto,
     data_description=data_flags.describe(),
     save_model=False,
+    on_mismatch="replace",  # A cache: runs made with other settings are trained again.
   )
 
 
@@ -126,8 +124,15 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required.")
-  if len(FLAGS.table_rows) < 1 or any(int(r) <= 0 for r in FLAGS.table_rows):
-    raise app.UsageError(f"--table_rows must be positive integers. Received: {FLAGS.table_rows}")
+  try:
+    budgets = sorted({int(r) for r in FLAGS.table_rows})
+  except ValueError:
+    budgets = []
+  if len(budgets) < 3 or budgets[0] <= 0:
+    raise app.UsageError(
+      "--table_rows must be at least three different positive integers (the x axis of the "
+      f"table-size plots). Received: --table_rows={','.join(FLAGS.table_rows)}"
+    )
   bad = [s for s in FLAGS.schemes if s not in schemes.names()]
   if bad:
     raise app.UsageError(f"--schemes must be among {list(schemes.names())}. Received: {bad}")

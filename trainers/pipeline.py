@@ -20,7 +20,6 @@ The defaults finish in a few minutes on 2 cores. Export any ranker for TF Servin
 `python -m export.export_model --ranker_dir=DIR/rankers/spm --output_dir=...`.
 """
 
-import json
 import os
 import time
 
@@ -88,12 +87,6 @@ def ranker_stage(dataset, split, cache: artifacts.SidArtifacts, directory: str):
       history_length=FLAGS.history_length,
     )
     train_config = job_flags.train_config(FLAGS.seed, verbose=1)
-    metrics_path = os.path.join(run_dir, "metrics.json")
-    if os.path.isfile(metrics_path):
-      with open(metrics_path) as f:
-        results[run.key] = json.load(f)
-      print(f"{scheme}: reusing {run_dir}")
-      continue
     print(f"\n--- ranker: {scheme} ---", flush=True)
     encoder, proto = cache.for_config(item_config)
     results[run.key] = ranker_training.fit_and_evaluate(
@@ -106,6 +99,7 @@ def ranker_stage(dataset, split, cache: artifacts.SidArtifacts, directory: str):
       sid_encoder=encoder,
       spm_model_proto=proto,
       data_description=data_flags.describe(),
+      on_mismatch="replace",  # A cache: a run made with other settings is trained again.
     )
     print(ranker_training.format_metrics(results[run.key]))
   return runs, results

@@ -13,7 +13,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from features import history, io_utils, schema, splits
 from model import metrics as metrics_lib
 from model import ranker as ranker_lib
 from model import schemes
-from trainers import artifacts
+from trainers import artifacts, run_dir
 
 SPM_FILE = "spm.model"
 CONFIG_FILE = "ranker_config.json"
@@ -51,6 +51,14 @@ class TrainConfig:
   patience: int = 1
   seed: int = 0
   verbose: int = 1
+
+  def __post_init__(self):
+    run_dir.finite_positive("learning_rate", self.learning_rate)
+    for name in ("epochs", "batch_size"):
+      if getattr(self, name) <= 0:
+        raise ValueError(f"`{name}` must be positive. Received: {name}={getattr(self, name)}")
+    if self.patience < 0:
+      raise ValueError(f"`patience` must be >= 0. Received: patience={self.patience}")
 
 
 validation_split = artifacts.validation_split
@@ -112,6 +120,57 @@ def evaluate(frame: pd.DataFrame, scores: Dict[str, np.ndarray], second_name: st
   return out
 
 
+def run_identity(
+  dataset: schema.Dataset,
+  item_config: schemes.ItemRepresentationConfig,
+  ranker_config: ranker_lib.RankerConfig,
+  train_config: TrainConfig,
+  sid_encoder: Optional[tf.keras.layers.Layer],
+  spm_model_proto: Optional[bytes],
+  data_description: Optional[Dict[str, Any]],
+) -> Dict[str, Any]:
+  """What makes a ranker run: every config, the data flags, and fingerprints of the data, the
+  SID encoder and the SentencePiece model. A run folder is reused only for an equal identity."""
+  train = dataclasses.asdict(train_config)
+  train.pop("verbose")
+  return run_dir.canonical(
+    {
+      "item_representation": item_config.to_dict(),
+      "ranker": ranker_config.to_dict(),
+      "train": train,
+      "data": data_description or {},
+      "data_fingerprint": artifacts.data_fingerprint(dataset, with_interactions=True),
+      "sid_encoder": sid_encoder.fingerprint() if sid_encoder is not None else None,
+      "spm_model": artifacts.bytes_digest(spm_model_proto) if spm_model_proto else None,
+    }
+  )
+
+
+def _fit(model, train_ds, val_ds, train_config: TrainConfig, output_dir: str, extra=()):
+  """`model.fit` with early stopping, BackupAndRestore, TensorBoard, the epoch log, the NaN
+  guard and `extra` callbacks (last); returns (EpochLog, seconds)."""
+  log = run_dir.EpochLog(output_dir, run_dir.previous_epochs(output_dir))
+  callbacks = [
+    run_dir.RaiseOnNonFinite(),
+    tf.keras.callbacks.EarlyStopping(
+      monitor="val_auc", mode="max", patience=train_config.patience, restore_best_weights=True
+    ),
+    tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, run_dir.BACKUP_DIR)),
+    log,
+    tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
+    *extra,
+  ]
+  start = time.perf_counter()
+  model.fit(
+    train_ds,
+    validation_data=val_ds,
+    epochs=train_config.epochs,
+    callbacks=callbacks,
+    verbose=train_config.verbose,
+  )
+  return log, time.perf_counter() - start
+
+
 def fit_and_evaluate(
   dataset: schema.Dataset,
   split: splits.Split,
@@ -123,41 +182,63 @@ def fit_and_evaluate(
   spm_model_proto: Optional[bytes] = None,
   data_description: Optional[Dict[str, Any]] = None,
   save_model: bool = True,
+  on_mismatch: str = "refuse",
+  callbacks: Sequence[tf.keras.callbacks.Callback] = (),
 ) -> Dict[str, Any]:
   """Trains one ranker, scores validation and test, writes DIR's outputs; returns the metrics
-  dict."""
-  os.makedirs(output_dir, exist_ok=True)
-  tf.keras.utils.set_random_seed(train_config.seed)
+  dict.
+
+  A folder that already holds this finished run is reused as is; an unfinished one resumes; one
+  made with other settings raises `run_dir.RunMismatchError` (`on_mismatch="refuse"`) or is
+  cleared and retrained (`"replace"`); see `trainers.run_dir`. `callbacks` are added to
+  `model.fit`'s, after the job's own.
+
+  Raises:
+    run_dir.RunMismatchError: see above.
+    run_dir.NonFiniteLossError: the loss became NaN or Inf (nothing is written as done).
+  """
+  identity = run_identity(
+    dataset, item_config, ranker_config, train_config, sid_encoder, spm_model_proto,
+    data_description,
+  )  # fmt: skip
+  done = run_dir.prepare(output_dir, identity, on_mismatch)
+  if done is not None:
+    print(f"{output_dir} already holds this finished run; reusing it")
+    return done
   val_split = validation_split(split)
-  model = build_ranker(item_config, ranker_config, sid_encoder, spm_model_proto)
-  model.compile(optimizer=tf.keras.optimizers.Adam(train_config.learning_rate))
   bs = train_config.batch_size
   train_ds = make_dataset(dataset, val_split.train, ranker_config, bs, True, train_config.seed)
   val_ds = make_dataset(dataset, val_split.eval, ranker_config, 2048)
   first = next(iter(train_ds))
-  model({k: first[k] for k in model.input_keys})  # builds it (BackupAndRestore needs the variables)
-  callbacks = [
-    tf.keras.callbacks.EarlyStopping(
-      monitor="val_auc", mode="max", patience=train_config.patience, restore_best_weights=True
-    ),
-    tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, "backup")),
-    tf.keras.callbacks.TensorBoard(os.path.join(output_dir, "logs"), profile_batch=0),
-  ]
-  start = time.perf_counter()
-  fit = model.fit(
-    train_ds,
-    validation_data=val_ds,
-    epochs=train_config.epochs,
-    callbacks=callbacks,
-    verbose=train_config.verbose,
-  )
-  train_time = time.perf_counter() - start
-  epochs_run = len(fit.history.get("loss", []))
+
+  def new_model():
+    tf.keras.utils.set_random_seed(train_config.seed)
+    model = build_ranker(item_config, ranker_config, sid_encoder, spm_model_proto)
+    model.compile(optimizer=tf.keras.optimizers.Adam(train_config.learning_rate))
+    model({k: first[k] for k in model.input_keys})  # builds it (BackupAndRestore needs variables)
+    return model
+
+  model = new_model()
+  resuming = tf.io.gfile.exists(os.path.join(output_dir, run_dir.BACKUP_DIR))
+  try:
+    log, train_time = _fit(model, train_ds, val_ds, train_config, output_dir, callbacks)
+  except run_dir.NonFiniteLossError:
+    raise
+  except (ValueError, IndexError, tf.errors.OpError) as e:
+    if not resuming:
+      raise
+    print(f"{output_dir}: the backup cannot be restored ({type(e).__name__}: {e}); starting over")
+    run_dir.discard_backup(output_dir)
+    model = new_model()
+    log, train_time = _fit(model, train_ds, val_ds, train_config, output_dir, callbacks)
+  history = log.history()
+  epochs_run = len(log.epochs)
   second = ranker_config.second_label_name
   known_fit = clicked_users(val_split.train)
   val_scores = predict(model, val_ds)
   test_scores = predict(model, make_dataset(dataset, split.eval, ranker_config, 2048))
   result = {
+    "identity": identity,
     "item_representation": item_config.to_dict(),
     "ranker": ranker_config.to_dict(),
     "train": dataclasses.asdict(train_config),
@@ -173,7 +254,7 @@ def fit_and_evaluate(
     "train_time_s": train_time,
     "epochs_run": epochs_run,
     "train_examples_per_s": len(val_split.train) * max(epochs_run, 1) / max(train_time, 1e-9),
-    "history": {k: [float(x) for x in v] for k, v in fit.history.items()},
+    "history": history,
   }
   io_utils.write_npz(
     os.path.join(output_dir, "predictions.npz"),
@@ -186,9 +267,8 @@ def fit_and_evaluate(
   )
   if save_model:
     save_ranker(model, output_dir, item_config, dataset.embedding_dim, spm_model_proto)
-  io_utils.write_json(os.path.join(output_dir, "metrics.json"), result)
-  if tf.io.gfile.exists(os.path.join(output_dir, "backup")):
-    tf.io.gfile.rmtree(os.path.join(output_dir, "backup"))
+  io_utils.write_json(os.path.join(output_dir, run_dir.METRICS_FILE), result)
+  run_dir.discard_backup(output_dir)
   return result
 
 
@@ -256,8 +336,11 @@ def read_config(ranker_dir: str) -> Dict[str, Any]:
   path = os.path.join(ranker_dir, CONFIG_FILE)
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"No trained ranker in {ranker_dir!r}: {path} is missing.")
-  with tf.io.gfile.GFile(path) as f:
-    config = json.load(f)
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      config = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(f"{path} is not readable JSON (truncated or corrupt): {e}") from e
   if config.get("format_version") != FORMAT_VERSION:
     raise ValueError(
       f"{path} has format_version={config.get('format_version')}; this version reads "
@@ -285,9 +368,15 @@ def load_ranker(ranker_dir: str) -> ranker_lib.Ranker:
       proto = f.read()
   model = tf.keras.layers.deserialize(with_spm_model(config["model"], proto))
   model(sample_features(model, config["content_dim"]))
-  tf.train.Checkpoint(model=model).read(
-    os.path.join(ranker_dir, CHECKPOINT_DIR, "ckpt")
-  ).expect_partial().assert_existing_objects_matched()
+  try:
+    tf.train.Checkpoint(model=model).read(
+      os.path.join(ranker_dir, CHECKPOINT_DIR, "ckpt")
+    ).expect_partial().assert_existing_objects_matched()
+  except (tf.errors.OpError, ValueError, IndexError, AssertionError) as e:
+    raise ValueError(
+      f"Cannot restore the ranker weights in {os.path.join(ranker_dir, CHECKPOINT_DIR)} "
+      f"({type(e).__name__}: {str(e)[:200]}); the checkpoint is truncated or corrupt: retrain."
+    ) from e
   return model
 
 

@@ -24,13 +24,14 @@ Outputs in DIR (each written atomically):
   logs/               TensorBoard.
 """
 
+import json
 import os
 
 from absl import app, flags
 
 from model import ranker as ranker_lib
 from model import schemes
-from trainers import artifacts, cli, data_flags, item_flags, job_flags, ranker_training
+from trainers import artifacts, cli, data_flags, item_flags, job_flags, ranker_training, run_dir
 
 
 def define_flags() -> None:
@@ -46,6 +47,7 @@ def define_flags() -> None:
   job_flags.define_ranker_train()
   flags.DEFINE_float("second_weight", 0.1, "Weight of the second task's loss (click weight 1).")
   job_flags.define_output_dir(help_text="Where the ranker and metrics.json go.")
+  flags.DEFINE_bool("overwrite", False, "Discard a run in --output_dir made with other settings.")
 
 
 FLAGS = flags.FLAGS
@@ -85,9 +87,33 @@ def sid_inputs(dataset, split, item_config):
     rqvae_dir=FLAGS.rqvae_dir,
   )
   if FLAGS.spm_model and spec.spm_budget(item_config) is not None:
+    encoder = cache.encoder()
+    check_spm_model(FLAGS.spm_model, encoder.fingerprint())
     with open(FLAGS.spm_model, "rb") as f:
-      return cache.encoder(), f.read()
+      proto = f.read()
+    artifacts.check_spm_proto(proto, FLAGS.spm_model)
+    return encoder, proto
   return cache.for_config(item_config)
+
+
+def check_spm_model(path: str, fingerprint: str) -> None:
+  """Raises ValueError unless the SPM model at `path` was trained on SIDs of the RQ-VAE with
+  `fingerprint` (as recorded in `PATH.stats.json` by trainers.train_spm)."""
+  stats_path = path + ".stats.json"
+  try:
+    with open(stats_path) as f:
+      recorded = json.load(f).get("sid_fingerprint")
+  except (OSError, json.JSONDecodeError) as e:
+    raise ValueError(
+      f"--spm_model={path}: cannot tell which RQ-VAE its SIDs came from ({stats_path}: {e}); "
+      "train it with trainers.train_spm, which records it."
+    ) from e
+  if recorded != fingerprint:
+    raise ValueError(
+      f"--spm_model={path} was trained on SIDs of RQ-VAE {str(recorded)[:12]}, but this ranker "
+      f"uses RQ-VAE {fingerprint[:12]} (--rqvae_dir={FLAGS.rqvae_dir}): pass the RQ-VAE it was "
+      "made with, or train a SentencePiece model on this one's SIDs."
+    )
 
 
 def main(argv):
@@ -99,6 +125,8 @@ def main(argv):
   split = data_flags.split(dataset)
   print(f"data: {split.counts()}")
   item_config, ranker_config, train_config = configs_from_flags(dataset)
+  if FLAGS.overwrite:
+    run_dir.clear(FLAGS.output_dir)
   encoder, proto = sid_inputs(dataset, split, item_config)
   result = ranker_training.fit_and_evaluate(
     dataset,
@@ -110,6 +138,7 @@ def main(argv):
     sid_encoder=encoder,
     spm_model_proto=proto,
     data_description=data_flags.describe(),
+    callbacks=cli.interrupt_callbacks(),
   )
   print(ranker_training.format_metrics(result))
   print(f"wrote {os.path.join(FLAGS.output_dir, 'metrics.json')}")

@@ -16,6 +16,7 @@ Every file is written atomically. Re-running a finished run with the same settin
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 from typing import Any, Dict, List
@@ -31,7 +32,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from features import io_utils, schema  # noqa: E402
 from model import rqvae, rqvae_metrics  # noqa: E402
-from trainers import data_flags, job_flags  # noqa: E402
+from trainers import cli, data_flags, job_flags, run_dir  # noqa: E402
 
 data_flags.define()
 job_flags.define_output_dir(None, "Folder for the model, metrics.json and plots.")
@@ -183,8 +184,13 @@ def _check_run_dir(output_dir: str, run: Dict[str, Any]) -> bool:
         os.remove(os.path.join(output_dir, name))
   if not os.path.exists(path):
     return False
-  with open(path) as f:
-    previous = json.load(f)
+  try:
+    with open(path) as f:
+      previous = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise app.UsageError(
+      f"--output_dir={output_dir}: {path} is unreadable ({e}); --overwrite to start again."
+    ) from e
   if previous != json.loads(json.dumps(run)):
     changed = sorted(k for k in set(previous) | set(run) if previous.get(k) != run.get(k))
     raise app.UsageError(
@@ -193,8 +199,11 @@ def _check_run_dir(output_dir: str, run: Dict[str, Any]) -> bool:
     )
   metrics_path = os.path.join(output_dir, METRICS_FILE)
   if os.path.exists(metrics_path):
-    with open(metrics_path) as f:
-      return bool(json.load(f).get("completed"))
+    try:
+      with open(metrics_path) as f:
+        return bool(json.load(f).get("completed"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+      return False  # Truncated by a kill: the run is not finished; it resumes.
   return False
 
 
@@ -235,9 +244,11 @@ def train(dataset: schema.Dataset, output_dir: str) -> Dict[str, Any]:
     epochs=FLAGS.epochs,
     verbose=FLAGS.verbose,
     callbacks=[
+      run_dir.RaiseOnNonFinite(),
       tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, BACKUP_SUBDIR)),
       rqvae.SidStatsCallback(_sample(embeddings, FLAGS.sid_stats_items, FLAGS.seed)),
       writer,
+      *cli.interrupt_callbacks(),
     ],
   )
   digest = rqvae.save_rqvae(model, os.path.join(output_dir, MODEL_SUBDIR))
@@ -279,6 +290,11 @@ def _validate_flags() -> None:
       "--reset_interpolation must be in (0, 1]. "
       f"Received: --reset_interpolation={FLAGS.reset_interpolation}"
     )
+  if not (math.isfinite(FLAGS.learning_rate) and math.isfinite(FLAGS.beta)):
+    raise app.UsageError(
+      f"--learning_rate and --beta must be finite. Received: --learning_rate="
+      f"{FLAGS.learning_rate}, --beta={FLAGS.beta}"
+    )
   if FLAGS.learning_rate <= 0 or FLAGS.beta < 0:
     raise app.UsageError(
       f"--learning_rate must be positive and --beta non-negative. Received: "
@@ -295,4 +311,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -26,7 +26,7 @@ import tqdm
 from absl import app, flags
 
 from features import io_utils, sid_spm, sid_table, spm_training
-from trainers import data_flags
+from trainers import cli, data_flags
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -97,6 +97,11 @@ def _check_flags() -> None:
   for name in ("vocab_size", "max_seed_pieces", "num_threads"):
     if FLAGS[name].value <= 0:
       raise app.UsageError(f"--{name} must be positive. Received: --{name}={FLAGS[name].value}")
+  if FLAGS.max_piece_length is not None and FLAGS.max_piece_length <= 0:
+    raise app.UsageError(
+      f"--max_piece_length must be positive (or unset for L). Received: "
+      f"--max_piece_length={FLAGS.max_piece_length}"
+    )
 
 
 def _load_table(path: str) -> sid_table.SidTable:
@@ -108,6 +113,14 @@ def _load_table(path: str) -> sid_table.SidTable:
 
 def _impressions(table: sid_table.SidTable) -> np.ndarray:
   dataset = data_flags.load()
+  items = dataset.items["item_id"].to_numpy()
+  found = table.lookup(items) >= 0
+  if not found.all() or len(table.item_ids) != len(items):
+    raise app.UsageError(
+      f"--sids={FLAGS.sids} holds {len(table.item_ids):,} items and --dataset={FLAGS.dataset} "
+      f"{len(items):,}, {int(found.sum()):,} in common: the table was made from another "
+      "dataset (assign SIDs for this one with trainers.assign_sids)."
+    )
   train = data_flags.split(dataset).train
   counts = spm_training.impression_counts(table.item_ids, train["item_id"].to_numpy())
   unknown = int((table.lookup(train["item_id"].to_numpy()) < 0).sum())
@@ -129,6 +142,11 @@ def main(argv: List[str]) -> None:
     bar.set_postfix_str("reading the SID table")
     table = _load_table(FLAGS.sids)
     codebook_size = int(table.manifest["codebook_size"])
+    if (FLAGS.max_piece_length or 0) > table.num_levels:
+      raise app.UsageError(
+        f"--max_piece_length must be at most L={table.num_levels}. Received: "
+        f"--max_piece_length={FLAGS.max_piece_length}"
+      )
     if FLAGS.vocab_size < table.num_levels * codebook_size + 1:
       raise app.UsageError(
         f"--vocab_size must hold every (level, code) symbol plus <unk>: at least L*K + 1 = "
@@ -164,8 +182,7 @@ def main(argv: List[str]) -> None:
       sid_fingerprint=table.fingerprint,
       data=data_flags.describe(),
     )
-    with io_utils.atomic_path(FLAGS.output) as tmp, open(tmp, "wb") as f:
-      f.write(proto)
+    io_utils.write_bytes(FLAGS.output, proto)
     io_utils.write_json(FLAGS.output + ".stats.json", stats)
     plot_deciles(
       FLAGS.output + ".deciles.png",
@@ -188,4 +205,4 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

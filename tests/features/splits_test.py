@@ -74,6 +74,20 @@ class NewItemsSplitTest(base.TestCase):
     self.assertEqual(split.cold_item_ids.tolist(), [4, 5])
     self.assertFalse(split.train["item_id"].isin(split.cold_item_ids).any())
 
+  def test_first_seen_orders_items_by_release(self):
+    # By first interaction item 5 is newest; release dates say item 1 came out last.
+    first_seen = {1: 100, 2: 0, 3: 0, 4: 0, 5: 0}
+    split = splits.new_items_split(
+      _interactions(),
+      cold_item_fraction=0.2,
+      new_items_by="first_seen",
+      first_seen=pd.Series(first_seen),
+    )
+    self.assertEqual(split.cold_item_ids.tolist(), [1])
+    self.assertEqual(split.params["new_items_by"], "first_seen")
+    with self.assertRaisesRegex(ValueError, "needs the items' `first_seen`"):
+      splits.new_items_split(_interactions(), new_items_by="first_seen")
+
   def test_unknown_method(self):
     with self.assertRaisesRegex(ValueError, "Received: split='random'"):
       splits.parse_method("random")

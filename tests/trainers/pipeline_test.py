@@ -53,7 +53,7 @@ class PipelineTest(base.TestCase):
     self.assertEqual(schemes, ["hash", "hybrid", "spm"])  # hash first, then by name.
     again = _run("trainers.pipeline", *args)
     self.assertEqual(again.returncode, 0, again.stderr[-3000:])
-    self.assertIn("spm: reusing", again.stdout)
+    self.assertIn(f"{out}/rankers/spm already holds this finished run", again.stdout)
     self.assertIn(f"reusing {out}/rqvae", again.stdout)
 
   def test_experiment_cli(self):

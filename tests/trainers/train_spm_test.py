@@ -106,7 +106,7 @@ class TrainSpmTest(base.TestCase):
     sid_table.write_sid_table(path, other)
     proc = _run(f"--sids={path}", "--vocab_size=60", "--output=x.model")
     self.assertNotEqual(proc.returncode, 0)
-    self.assertIn("was the table made from another dataset?", proc.stderr)
+    self.assertIn("0 in common: the table was made from another dataset", proc.stderr)
 
   def test_help(self):
     proc = base.run_module("trainers.train_spm", "--help", timeout=120)
