@@ -10,7 +10,6 @@ results.json and results.md atomically.
 
 import os
 
-import numpy as np
 from absl import app, flags
 
 from features import io_utils, splits, synthetic
@@ -20,17 +19,6 @@ from trainers import data_flags, job_flags
 data_flags.define()
 job_flags.define_output_dir("runs/synthetic_oracle", "Where results.json/results.md go.")
 FLAGS = flags.FLAGS
-
-
-def oracle_scores(cfg: synthetic.SyntheticConfig, evaluation) -> dict:
-  """The generator's noiseless click logit and its two parts for every evaluation row."""
-  world = synthetic._world(cfg)  # pylint: disable=protected-access
-  users = evaluation["user_id"].to_numpy()
-  items = evaluation["item_id"].to_numpy()
-  centres = synthetic._normalise(world.leaf_centres[world.item_leaf[items]])  # pylint: disable=protected-access
-  affinity = cfg.affinity_scale * np.einsum("ij,ij->i", world.user_taste[users], centres)
-  quality = world.quality[items]
-  return {"affinity+quality": affinity + quality, "affinity": affinity, "quality": quality}
 
 
 def main(argv):
@@ -48,7 +36,7 @@ def main(argv):
   results = {"data": data_flags.describe(), "scores": {}}
   rows = ["| score | " + " | ".join(f"AUC {s} | GAUC {s}" for s in masks) + " |",
           "|---|" + "---|---|" * len(masks)]  # fmt: skip
-  for name, score in oracle_scores(cfg, evaluation).items():
+  for name, score in synthetic.oracle_scores(cfg, evaluation).items():
     entry = {}
     for slice_name, mask in masks.items():
       entry[slice_name] = {

@@ -1,4 +1,15 @@
-"""The built-in synthetic dataset: deterministic, topic-structured, with cold-start items.
+"""The built-in synthetic dataset: deterministic, topic-structured, production-like.
+
+It is built to have the properties of the paper's setting (each is checked by
+`tests/features/synthetic_test.py` on generated data, and the rankers' trade-off by the main
+job's report):
+  - heavy-tailed popularity: the top 1% of items take over a quarter of the impressions (hundreds
+    to thousands each at the default size), so head items can be memorised;
+  - an item-specific effect that the content does not reveal (`quality_std`), large enough that
+    memorising it (a random-hash item ID) pays on warm items;
+  - a real content signal (user-topic affinity and a content-revealed item effect), so content
+    helps on items never seen in training;
+  - items introduced continuously, so every evaluation window holds items first seen in it.
 
 Generative model (every draw comes from `numpy.random.default_rng(seed)` streams, so the same config
 gives the same bytes):
@@ -9,11 +20,13 @@ gives the same bytes):
    under one parent are close and leaves under different top topics are far: similar content shares
    a coarse prefix, exactly what an RQ-VAE should find.
 2. Items. Item i picks a leaf (Zipf-ish topic sizes), and its content embedding is the leaf centre
-   plus isotropic noise (`item_noise`), L2-normalised. Each item also has a hidden quality q_i ~
-   N(0, quality_std^2) that its content does not reveal (what ID memorisation can learn) and a
-   popularity weight p_i ~ LogNormal(0, popularity_sigma). Items enter the catalogue over time:
-   first_seen_i is uniform over [start_time, start_time + horizon); the last window therefore
-   holds items never seen before it.
+   plus isotropic noise (`item_noise`), L2-normalised. Each item has a hidden quality q_i ~
+   N(0, quality_std^2) that its content does not reveal (what ID memorisation can learn), a content
+   effect c_i (a fixed random direction's projection of its topic centre, standardised to
+   `content_effect_std`: what content input can learn and carry to new items) and a popularity
+   weight p_i: Zipf, p_i = rank_i^-zipf_exponent over a random ranking (`popularity="zipf"`), or
+   LogNormal(0, popularity_sigma). Items enter the catalogue over time: first_seen_i is uniform
+   over [start_time, start_time + horizon).
 3. Users. User u has a taste vector: the normalised sum of the centres of `user_topics` random
    leaves, so users like whole regions of the tree; and an activity weight ~ LogNormal(0, 1).
 4. Impressions. Time is cut into `time_windows` windows. For an impression at time t (uniform over
@@ -21,8 +34,12 @@ gives the same bytes):
    probability proportional to p_i * exp(-(t - first_seen_i) / recency_scale) (popularity and
    recency).
 5. Labels. affinity = affinity_scale * cos(taste_u, centre of item's leaf);
-   click ~ Bernoulli(sigmoid(click_bias + affinity + q_i + N(0, label_noise^2)));
+   click ~ Bernoulli(sigmoid(click_bias + affinity + c_i + q_i + N(0, label_noise^2)));
    engagement (the second label) = click * softplus(affinity + 0.5 q_i + N(0, label_noise^2)).
+
+Profiles (`config_for_profile`, `--synthetic_profile`): "production" (the defaults above) and
+"topics_v1", the generator of earlier versions (LogNormal popularity, quality_std 0.8, no content
+effect, recency 60 days), byte for byte.
 
 Interactions are produced in chunks of `chunk_size` impressions (`iter_interaction_chunks`), so 1M
 items and 10M interactions are generated without materialising more than one chunk of temporaries at
@@ -51,15 +68,18 @@ class SyntheticConfig:
   branching: Tuple[int, ...] = (8, 4, 4)
   level_scales: Tuple[float, ...] = (1.0, 0.6, 0.35)
   item_noise: float = 0.25
-  quality_std: float = 0.8
+  quality_std: float = 2.2
+  content_effect_std: float = 0.8
+  popularity: str = "zipf"
   popularity_sigma: float = 1.0
+  zipf_exponent: float = 0.9
   user_topics: int = 3
   affinity_scale: float = 3.0
   click_bias: float = -1.0
   label_noise: float = 0.5
   start_time: int = 1_704_067_200  # 2024-01-01 UTC; timestamps are start_time + offset
   horizon_days: int = 365
-  recency_days: float = 60.0
+  recency_days: float = 365.0
   time_windows: int = 64
   chunk_size: int = 1_000_000
   seed: int = 0
@@ -68,11 +88,44 @@ class SyntheticConfig:
     for name in ("n_items", "n_users", "n_interactions", "embedding_dim", "horizon_days"):
       if getattr(self, name) <= 0:
         raise ValueError(f"`{name}` must be positive. Received: {name}={getattr(self, name)}")
+    if self.popularity not in POPULARITY:
+      raise ValueError(
+        f"`popularity` must be one of {POPULARITY}. Received: popularity={self.popularity!r}"
+      )
     if len(self.branching) != len(self.level_scales) or min(self.branching) <= 0:
       raise ValueError(
         "`branching` and `level_scales` must have one positive entry per tree level. Received: "
         f"branching={self.branching}, level_scales={self.level_scales}"
       )
+
+
+POPULARITY = ("lognormal", "zipf")
+# The generator of earlier versions (light-tailed popularity, weaker item effect): every size
+# stays as given, these knobs go back. `--synthetic_profile=topics_v1` selects it.
+PROFILES = {
+  "production": {},
+  "topics_v1": {
+    "popularity": "lognormal",
+    "quality_std": 0.8,
+    "content_effect_std": 0.0,
+    "recency_days": 60.0,
+  },
+}
+
+
+def config_for_profile(profile: str, **values) -> "SyntheticConfig":
+  """A SyntheticConfig of `profile` ("production", the default, or "topics_v1") with `values`."""
+  if profile not in PROFILES:
+    raise ValueError(f"`profile` must be one of {sorted(PROFILES)}. Received: {profile!r}")
+  return SyntheticConfig(**{**PROFILES[profile], **values})
+
+
+def popularity_weights(cfg: SyntheticConfig, rng: np.random.Generator) -> np.ndarray:
+  """Item popularity weights: LogNormal(0, sigma), or Zipf (rank^-a over a random ranking)."""
+  if cfg.popularity == "zipf":
+    ranks = rng.permutation(cfg.n_items) + 1
+    return ranks.astype(np.float64) ** -cfg.zipf_exponent
+  return rng.lognormal(0.0, cfg.popularity_sigma, cfg.n_items)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +134,8 @@ class _World:
 
   leaf_centres: np.ndarray  # [n_leaves, D]
   item_leaf: np.ndarray  # [n_items]
-  quality: np.ndarray  # [n_items]
+  quality: np.ndarray  # [n_items], hidden from the content
+  content_effect: np.ndarray  # [n_items], a linear function of the item's content embedding
   popularity: np.ndarray  # [n_items]
   first_seen: np.ndarray  # [n_items], seconds, sorted ascending
   user_taste: np.ndarray  # [n_users, D]
@@ -109,14 +163,32 @@ def _world(cfg: SyntheticConfig) -> _World:
   topic_weight = rng.permutation(topic_weight / topic_weight.sum())
   item_leaf = rng.choice(n_leaves, size=cfg.n_items, p=topic_weight)
   quality = rng.normal(0.0, cfg.quality_std, cfg.n_items)
-  popularity = rng.lognormal(0.0, cfg.popularity_sigma, cfg.n_items)
+  popularity = popularity_weights(cfg, rng)
   first_seen = np.sort(rng.integers(0, cfg.horizon_days * _DAY, cfg.n_items))
   liked = rng.integers(0, n_leaves, (cfg.n_users, cfg.user_topics))
   taste = _normalise(leaves[liked].sum(axis=1))
   activity = rng.lognormal(0.0, 1.0, cfg.n_users)
   return _World(
-    leaves, item_leaf, quality, popularity, first_seen, taste, activity / activity.sum()
+    leaves,
+    item_leaf,
+    quality,
+    _content_effect(cfg, leaves, item_leaf),
+    popularity,
+    first_seen,
+    taste,
+    activity / activity.sum(),
   )
+
+
+def _content_effect(cfg: SyntheticConfig, leaves: np.ndarray, item_leaf: np.ndarray) -> np.ndarray:
+  """An item effect that its content reveals: a fixed random direction's projection of the item's
+  topic centre, standardised to `content_effect_std` (zero for the topics_v1 profile)."""
+  if cfg.content_effect_std <= 0:
+    return np.zeros(len(item_leaf))
+  direction = _normalise(np.random.default_rng([cfg.seed, 4]).standard_normal(cfg.embedding_dim))
+  per_leaf = _normalise(leaves) @ direction
+  per_leaf = (per_leaf - per_leaf.mean()) / max(per_leaf.std(), 1e-12)
+  return cfg.content_effect_std * per_leaf[item_leaf]
 
 
 def _item_embeddings(cfg: SyntheticConfig, world: _World) -> np.ndarray:
@@ -164,7 +236,11 @@ def _labels(
   centres = _normalise(world.leaf_centres[world.item_leaf[items]])
   affinity = cfg.affinity_scale * np.einsum("ij,ij->i", world.user_taste[users], centres)
   logit = (
-    cfg.click_bias + affinity + world.quality[items] + rng.normal(0, cfg.label_noise, len(items))
+    cfg.click_bias
+    + affinity
+    + world.content_effect[items]
+    + world.quality[items]
+    + rng.normal(0, cfg.label_noise, len(items))
   )
   click = (rng.random(len(items)) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int8)
   engaged = affinity + 0.5 * world.quality[items] + rng.normal(0, cfg.label_noise, len(items))
@@ -223,3 +299,30 @@ def generate(cfg: SyntheticConfig = SyntheticConfig()) -> schema.Dataset:
     interactions=interactions,
     second_label_name="engagement",
   )
+
+
+def oracle_scores(cfg: SyntheticConfig, frame: pd.DataFrame) -> dict:
+  """What the generator knows and no model sees, per row of `frame` (user_id, item_id): the
+  noiseless click logit ("full") and its two parts: what the content reveals ("content": user-topic
+  affinity plus the content effect) and the item's hidden quality. Its AUC is the data's ceiling."""
+  world = _world(cfg)
+  users = frame["user_id"].to_numpy().astype(np.int64)
+  items = frame["item_id"].to_numpy().astype(np.int64)
+  centres = _normalise(world.leaf_centres[world.item_leaf[items]])
+  affinity = cfg.affinity_scale * np.einsum("ij,ij->i", world.user_taste[users], centres)
+  quality = world.quality[items]
+  content = affinity + world.content_effect[items]
+  return {"full": content + quality, "content": content, "hidden quality": quality}
+
+
+def item_topic_path(cfg: SyntheticConfig) -> np.ndarray:
+  """Every item's node of the topic tree at each depth, int64[n_items, len(branching)] (read-only:
+  recomputes the generator's latent assignment; the generated data does not change).
+
+  Column k is the item's depth-k topic, numbered over all prod(branching[:k+1]) topics of that
+  depth, so two items share column k exactly when they share their first k+1 topics: column 0 is
+  the top topic, the last column the leaf. Rows are item ids (0..n_items-1).
+  """
+  leaf = _world(cfg).item_leaf.astype(np.int64)
+  below = [int(np.prod(cfg.branching[k + 1 :])) for k in range(len(cfg.branching))]
+  return np.stack([leaf // leaves for leaves in below], axis=1)

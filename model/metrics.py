@@ -78,27 +78,89 @@ def gauc(labels: np.ndarray, scores: np.ndarray, users: np.ndarray) -> float:
   return gauc_from_parts(aucs, counts)
 
 
+# A slice's GAUC is reported only when at least this many users have both labels in it; below
+# that, a handful of users would decide it (it is reported as too small instead).
+MIN_GAUC_USERS = 20
+# Popularity bands of items by training impressions: the top 1% of the items with any training
+# impression are the head, the next 9% the torso, the other 90% the tail (cold items have none).
+HEAD_FRACTION = 0.01
+TORSO_FRACTION = 0.10
+DAY_S = 86_400
+
+
 def slice_masks(cold: np.ndarray) -> Dict[str, np.ndarray]:
   cold = np.asarray(cold, bool)
   return {"all": np.ones_like(cold), "warm": ~cold, "cold": cold}
 
 
+def popularity_bands(train_item_ids: np.ndarray, item_ids: np.ndarray) -> np.ndarray:
+  """The band of each of `item_ids` by its impressions in `train_item_ids`: "head", "torso",
+  "tail", or "none" (no training impression: a cold item).
+
+  Example:
+  >>> popularity_bands(np.array([1] * 5 + [2] * 2 + [3]), np.array([1, 2, 3, 4])).tolist()
+  ['head', 'tail', 'tail', 'none']
+  """
+  ids, counts = np.unique(np.asarray(train_item_ids), return_counts=True)
+  order = np.lexsort((ids, -counts))  # most impressed first, ties by id
+  rank = np.empty(len(ids), np.int64)
+  rank[order] = np.arange(len(ids))
+  n_head = max(1, int(np.ceil(HEAD_FRACTION * len(ids))))
+  n_torso = max(n_head, int(np.ceil(TORSO_FRACTION * len(ids))))
+  band_of = np.where(rank < n_head, "head", np.where(rank < n_torso, "torso", "tail"))
+  pos = np.searchsorted(ids, item_ids)
+  pos = np.clip(pos, 0, max(len(ids) - 1, 0))
+  known = (len(ids) > 0) & (ids[pos] == item_ids) if len(ids) else np.zeros(len(item_ids), bool)
+  return np.where(known, band_of[pos] if len(ids) else "none", "none")
+
+
+def extra_slice_masks(bands: np.ndarray, age_s: np.ndarray) -> Dict[str, np.ndarray]:
+  """The paper's slices beyond warm/cold: popularity bands, and item age at the impression (an
+  item first seen less than a day before it: the paper's CTR/1D, vs older)."""
+  bands, age_s = np.asarray(bands), np.asarray(age_s)
+  return {
+    "head": bands == "head",
+    "torso": bands == "torso",
+    "tail": bands == "tail",
+    "age_under_1d": age_s < DAY_S,
+    "age_1d_or_more": age_s >= DAY_S,
+  }
+
+
 def slice_metrics(
-  labels: np.ndarray, scores: np.ndarray, users: np.ndarray, cold: np.ndarray
+  labels: np.ndarray,
+  scores: np.ndarray,
+  users: np.ndarray,
+  cold: np.ndarray,
+  extra_masks: Optional[Dict[str, np.ndarray]] = None,
+  min_gauc_users: int = MIN_GAUC_USERS,
 ) -> Dict[str, Dict[str, float]]:
-  """{slice: {"auc", "gauc", "rows", "positives", "gauc_users"}} for slices all/warm/cold."""
+  """{slice: {"auc", "gauc", "rows", "positives", "gauc_users", "gauc_too_small"}} for slices
+  all/warm/cold and `extra_masks`. GAUC is over users with both labels; with fewer than
+  `min_gauc_users` such users it is None and `gauc_too_small` is True."""
   out = {}
-  for name, mask in slice_masks(cold).items():
+  masks = {**slice_masks(cold), **(extra_masks or {})}
+  for name, mask in masks.items():
     y, s, u = np.asarray(labels)[mask], np.asarray(scores)[mask], np.asarray(users)[mask]
     _, aucs, _ = per_user_auc(y, s, u) if len(y) else (None, np.zeros(0), None)
+    n_users = int(np.sum(~np.isnan(aucs)))
+    too_small = n_users < min_gauc_users
     out[name] = {
       "auc": auc(y, s),
-      "gauc": gauc(y, s, u) if len(y) else float("nan"),
+      "gauc": None if too_small else gauc(y, s, u),
       "rows": int(mask.sum()),
       "positives": int(np.sum(y > 0.5)),
-      "gauc_users": int(np.sum(~np.isnan(aucs))),
+      "gauc_users": n_users,
+      "gauc_too_small": too_small,
     }
   return out
+
+
+def format_gauc(entry: Dict[str, float]) -> str:
+  """A slice's GAUC for a report: the value, or "too small (n users)" below the minimum."""
+  if entry.get("gauc") is None or entry.get("gauc_too_small"):
+    return f"too small ({entry.get('gauc_users', 0)} users)"
+  return f"{entry['gauc']:.4f}"
 
 
 def bootstrap_difference(

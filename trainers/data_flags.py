@@ -28,7 +28,10 @@ def define() -> None:
     "Folder for --dataset=movielens (default: ../shared/data/ml-latest-small) or files.",
   )
   flags.DEFINE_enum(
-    "split", "new_items", [m.value for m in splits.SplitMethod], "Train/eval split."
+    "split",
+    "global_time",
+    [m.value for m in splits.SplitMethod],
+    "Train/eval split (global_time: the paper's protocol, train before a time cut).",
   )
   flags.DEFINE_float("time_quantile", 0.8, "global_time: cut at this quantile of timestamps.")
   flags.DEFINE_integer(
@@ -59,10 +62,18 @@ def define() -> None:
     "synthetic_interactions", synthetic.SyntheticConfig.n_interactions, "synthetic: impressions."
   )
   flags.DEFINE_integer("synthetic_dim", synthetic.SyntheticConfig.embedding_dim, "synthetic: D.")
+  flags.DEFINE_enum(
+    "synthetic_profile",
+    "production",
+    sorted(synthetic.PROFILES),
+    "synthetic: the generator (production: heavy-tailed popularity and a strong item effect, the "
+    "default; topics_v1: the earlier, light-tailed one).",
+  )
 
 
 def synthetic_config() -> synthetic.SyntheticConfig:
-  return synthetic.SyntheticConfig(
+  return synthetic.config_for_profile(
+    FLAGS.synthetic_profile,
     n_items=FLAGS.synthetic_items,
     n_users=FLAGS.synthetic_users,
     n_interactions=FLAGS.synthetic_interactions,
@@ -77,6 +88,7 @@ _FOR_DATASET = {
   "synthetic_users": "synthetic",
   "synthetic_interactions": "synthetic",
   "synthetic_dim": "synthetic",
+  "synthetic_profile": "synthetic",
   "click_threshold": "movielens",
   "second_label_column": "files",
 }
@@ -157,5 +169,6 @@ def describe() -> dict:
       "n_users": FLAGS.synthetic_users,
       "n_interactions": FLAGS.synthetic_interactions,
       "embedding_dim": FLAGS.synthetic_dim,
+      "profile": FLAGS.synthetic_profile,
     }
   return out

@@ -32,6 +32,7 @@ import tqdm
 from absl import app, flags
 
 from features import io_utils
+from model import metrics as metrics_lib
 from model import ranker as ranker_lib
 from model import schemes
 from trainers import (
@@ -160,7 +161,7 @@ def main(argv):
     results[run.key] = run_one(run, dataset, split, cache)
     m = results[run.key]["test"]
     tqdm.tqdm.write(
-      f"{run.key:32s} AUC {m['all']['auc']:.4f}  cold GAUC {m['cold']['gauc']:.4f}  "
+      f"{run.key:32s} AUC {m['all']['auc']:.4f}  cold GAUC {metrics_lib.format_gauc(m['cold'])}  "
       f"({results[run.key]['train_time_s']:.0f}s)"
     )
   summary = experiment_report.summarize(
@@ -172,6 +173,10 @@ def main(argv):
     FLAGS.bootstrap,
   )
   summary["data"] = {"flags": data_flags.describe(), "counts": counts}
+  if FLAGS.dataset == "synthetic":
+    summary["oracle"] = experiment_report.oracle_reference(
+      data_flags.synthetic_config(), split.eval
+    )
   summary["settings"] = {
     k_: FLAGS[k_].value
     for k_ in (

@@ -105,7 +105,7 @@ def ranker_stage(dataset, split, cache: artifacts.SidArtifacts, directory: str):
   return runs, results
 
 
-def compare_stage(runs, results, directory: str, output_dir: str):
+def compare_stage(runs, results, split, directory: str, output_dir: str):
   def load(run):
     with np.load(os.path.join(directory, run.scheme, "predictions.npz")) as f:
       return {k: f[k] for k in f.files}
@@ -113,6 +113,10 @@ def compare_stage(runs, results, directory: str, output_dir: str):
   summary = experiment_report.summarize(
     runs, results, load, [FLAGS.table_rows], lambda s, r: [r], FLAGS.bootstrap
   )
+  if FLAGS.dataset == "synthetic":
+    summary["oracle"] = experiment_report.oracle_reference(
+      data_flags.synthetic_config(), split.eval
+    )
   io_utils.write_json(os.path.join(output_dir, "comparison.json"), summary)
   text = experiment_report.markdown(summary)
   io_utils.write_text(os.path.join(output_dir, "comparison.md"), text)
@@ -150,7 +154,7 @@ def main(argv):
   _stage("5/6 rankers")
   runs, results = ranker_stage(dataset, split, cache, os.path.join(out, "rankers"))
   _stage("6/6 comparison")
-  compare_stage(runs, results, os.path.join(out, "rankers"), out)
+  compare_stage(runs, results, split, os.path.join(out, "rankers"), out)
   print(f"done in {time.perf_counter() - start:.0f}s; outputs in {out}")
 
 

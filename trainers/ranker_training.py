@@ -97,20 +97,36 @@ def clicked_users(frame: pd.DataFrame) -> np.ndarray:
   return frame.loc[frame["click"] > 0, "user_id"].astype(str).unique()
 
 
-def evaluate(frame: pd.DataFrame, scores: Dict[str, np.ndarray], second_name: str, known_users):
-  """Slice metrics of one scored frame (`cold` column marks cold rows)."""
+def row_slices(
+  dataset: schema.Dataset, frame: pd.DataFrame, train: pd.DataFrame
+) -> Dict[str, np.ndarray]:
+  """Per-row slice keys of an evaluation frame: `band` (popularity band of the item by its
+  impressions in `train`) and `age_s` (seconds since the item was first seen)."""
+  items = frame["item_id"].to_numpy()
+  first_seen = dataset.items["first_seen"].to_numpy()[dataset.item_index(items)]
+  return {
+    "band": metrics_lib.popularity_bands(train["item_id"].to_numpy(), items),
+    "age_s": frame["timestamp"].to_numpy(np.int64) - first_seen,
+  }
+
+
+def evaluate(
+  frame: pd.DataFrame,
+  scores: Dict[str, np.ndarray],
+  second_name: str,
+  known_users,
+  slices: Optional[Dict[str, np.ndarray]] = None,
+):
+  """Slice metrics of one scored frame (`cold` column marks cold rows; `slices` from
+  `row_slices` adds the popularity bands and item-age slices)."""
   labels = frame["click"].to_numpy(np.float64)
   users = frame["user_id"].astype(str).to_numpy()
   cold = frame["cold"].to_numpy(bool)
-  out = metrics_lib.slice_metrics(labels, scores[ranker_lib.CTR], users, cold)
   known = np.isin(users, known_users)
-  for name, mask in (("cold_known_user", cold & known), ("cold_new_user", cold & ~known)):
-    y, s, u = labels[mask], scores[ranker_lib.CTR][mask], users[mask]
-    out[name] = {
-      "auc": metrics_lib.auc(y, s),
-      "gauc": metrics_lib.gauc(y, s, u) if mask.any() else float("nan"),
-      "rows": int(mask.sum()),
-    }
+  extra = {"cold_known_user": cold & known, "cold_new_user": cold & ~known}
+  if slices is not None:
+    extra.update(metrics_lib.extra_slice_masks(slices["band"], slices["age_s"]))
+  out = metrics_lib.slice_metrics(labels, scores[ranker_lib.CTR], users, cold, extra)
   second = frame["second_label"].to_numpy(np.float64)
   for name, mask in metrics_lib.slice_masks(cold).items():
     err = scores[second_name][mask] - second[mask]
@@ -237,14 +253,21 @@ def fit_and_evaluate(
   known_fit = clicked_users(val_split.train)
   val_scores = predict(model, val_ds)
   test_scores = predict(model, make_dataset(dataset, split.eval, ranker_config, 2048))
+  test_slices = row_slices(dataset, split.eval, split.train)
   result = {
     "identity": identity,
     "item_representation": item_config.to_dict(),
     "ranker": ranker_config.to_dict(),
     "train": dataclasses.asdict(train_config),
     "data": data_description or {},
-    "test": evaluate(split.eval, test_scores, second, clicked_users(split.train)),
-    "validation": evaluate(val_split.eval, val_scores, second, known_fit),
+    "test": evaluate(split.eval, test_scores, second, clicked_users(split.train), test_slices),
+    "validation": evaluate(
+      val_split.eval,
+      val_scores,
+      second,
+      known_fit,
+      row_slices(dataset, val_split.eval, val_split.train),
+    ),
     "rows": {
       "fit": len(val_split.train),
       "validation": len(val_split.eval),
@@ -264,6 +287,8 @@ def fit_and_evaluate(
     user_id=np.asarray(split.eval["user_id"].astype(str).to_numpy(), dtype=str),
     cold=split.eval["cold"].to_numpy(bool),
     known_user=np.isin(split.eval["user_id"].astype(str), clicked_users(split.train)),
+    band=test_slices["band"],
+    age_s=test_slices["age_s"],
   )
   if save_model:
     save_ranker(model, output_dir, item_config, dataset.embedding_dim, spm_model_proto)
@@ -383,7 +408,7 @@ def load_ranker(ranker_dir: str) -> ranker_lib.Ranker:
 def format_metrics(result: Dict[str, Any]) -> str:
   lines = ["slice              rows    AUC     GAUC"]
   for name, m in result["test"].items():
-    lines.append(f"{name:16s} {m['rows']:6d}  {m['auc']:.4f}  {m['gauc']:.4f}")
+    lines.append(f"{name:16s} {m['rows']:6d}  {m['auc']:.4f}  {metrics_lib.format_gauc(m)}")
   lines.append(
     f"train time {result['train_time_s']:.1f}s, {result['epochs_run']} epochs, "
     f"{result['train_examples_per_s']:.0f} examples/s"

@@ -26,7 +26,7 @@ FLAG_PROBES = (
   ),
   (
     "trainers.describe_data",
-    ("--cold_item_fraction=1.5",),
+    ("--split=new_items", "--cold_item_fraction=1.5"),
     "--cold_item_fraction must be in (0, 1). Received: --cold_item_fraction=1.5",
   ),
   (

@@ -7,6 +7,7 @@ import pandas as pd
 import tensorflow as tf
 
 from features import schema, synthetic
+from model import metrics
 from tests import base
 
 _SMALL = synthetic.SyntheticConfig(n_items=300, n_users=50, n_interactions=3_000, embedding_dim=16)
@@ -60,6 +61,42 @@ class SyntheticTest(base.TestCase):
     sims = emb @ emb.T
     off_diag = ~np.eye(len(emb), dtype=bool)
     self.assertGreater(sims[same & off_diag].mean(), sims[~same].mean() + 0.3)
+
+  def test_production_profile_has_the_papers_properties(self):
+    cfg = synthetic.SyntheticConfig(n_items=3000, n_users=400, n_interactions=60_000, seed=4)
+    ds = synthetic.generate(cfg)
+    inter = ds.interactions
+    counts = np.sort(np.bincount(inter["item_id"], minlength=cfg.n_items))[::-1]
+    head = counts[: cfg.n_items // 100]
+    # Heavy tail: the top 1% of items take at least a quarter of the impressions, hundreds each.
+    self.assertGreaterEqual(head.sum() / counts.sum(), 0.25)
+    self.assertGreaterEqual(head.min(), 100)
+    world = synthetic._world(cfg)
+    # The item effect is invisible in the content: a linear fit from embeddings to quality,
+    # trained on half the items, explains almost nothing of the other half.
+    x, q = ds.embeddings.astype(np.float64), world.quality
+    half = cfg.n_items // 2
+    coef, *_ = np.linalg.lstsq(np.c_[x[:half], np.ones(half)], q[:half], rcond=None)
+    pred = np.c_[x[half:], np.ones(cfg.n_items - half)] @ coef
+    r2 = 1 - np.sum((q[half:] - pred) ** 2) / np.sum((q[half:] - q[half:].mean()) ** 2)
+    self.assertLess(r2, 0.1)
+    # Both signals are real: each part of the noiseless logit alone ranks clicks well above 0.5.
+    scores = synthetic.oracle_scores(cfg, inter)
+    labels = inter["click"].to_numpy()
+    self.assertGreater(metrics.auc(labels, scores["content"]), 0.6)
+    self.assertGreater(metrics.auc(labels, scores["hidden quality"]), 0.6)
+    # Items enter continuously: the last 5% of the time brings items never seen before it.
+    first = ds.items["first_seen"].to_numpy()
+    end = inter["timestamp"].max()
+    late = first >= end - 0.05 * (end - first.min())
+    self.assertGreater(int(np.isin(inter["item_id"], np.flatnonzero(late)).sum()), 100)
+
+  def test_topics_v1_profile_is_the_earlier_generator(self):
+    old = synthetic.config_for_profile("topics_v1", n_items=300, n_users=50, n_interactions=3000)
+    self.assertEqual((old.popularity, old.quality_std, old.recency_days), ("lognormal", 0.8, 60.0))
+    self.assertEqual(old.content_effect_std, 0.0)
+    with self.assertRaisesRegex(ValueError, "`profile` must be one of"):
+      synthetic.config_for_profile("nope")
 
   def test_bad_config(self):
     with self.assertRaisesRegex(ValueError, "`n_items` must be positive. Received: n_items=0"):

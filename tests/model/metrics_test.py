@@ -36,10 +36,26 @@ class MetricsTest(base.TestCase):
     users = np.array(["a", "a", "b", "b", "b", "c", "c"])
     # a: AUC 1 (2 rows); b: positive 0.2 below both negatives -> 0 (3 rows); c: one label only.
     self.assertAlmostEqual(metrics.gauc(labels, scores, users), (1.0 * 2 + 0.0 * 3) / 5)
-    out = metrics.slice_metrics(labels, scores, users, cold=np.array([0, 0, 1, 1, 1, 0, 0]))
+    cold = np.array([0, 0, 1, 1, 1, 0, 0])
+    out = metrics.slice_metrics(labels, scores, users, cold=cold, min_gauc_users=1)
     self.assertEqual(out["cold"]["rows"], 3)
     self.assertEqual(out["cold"]["gauc_users"], 1)
     self.assertAlmostEqual(out["warm"]["gauc"], 1.0)
+    # With the default minimum (20 users with both labels) one user is too few: no 1.0, no NaN.
+    small = metrics.slice_metrics(labels, scores, users, cold=cold)
+    self.assertIsNone(small["warm"]["gauc"])
+    self.assertTrue(small["warm"]["gauc_too_small"])
+    self.assertEqual(metrics.format_gauc(small["warm"]), "too small (1 users)")
+
+  def test_popularity_bands_and_age_slices_by_hand(self):
+    # 200 items with training impressions: item i has 200 - i; head = top 1% (2 items), torso =
+    # the next 9% (18), tail = the other 180; an item without impressions is "none".
+    train = np.concatenate([np.full(200 - i, i) for i in range(200)])
+    bands = metrics.popularity_bands(train, np.array([0, 1, 2, 19, 20, 199, 500]))
+    self.assertEqual(bands.tolist(), ["head", "head", "torso", "torso", "tail", "tail", "none"])
+    masks = metrics.extra_slice_masks(bands, np.array([0, 86_399, 86_400, 10, 5, 1e9, 3]))
+    self.assertEqual(masks["age_under_1d"].tolist(), [1, 1, 0, 1, 1, 0, 1])
+    self.assertEqual(int(masks["tail"].sum()), 2)
 
   def test_bootstrap_difference(self):
     rng = np.random.default_rng(0)

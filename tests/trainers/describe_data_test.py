@@ -33,7 +33,7 @@ class DescribeDataTest(base.TestCase):
     self.assertIn("flag --split=random", proc.stderr)
 
   def test_bad_fraction_is_named(self):
-    proc = run_job("trainers.describe_data", *_SMALL, "--cold_item_fraction=2")
+    proc = run_job("trainers.describe_data", *_SMALL, "--split=new_items", "--cold_item_fraction=2")
     self.assertNotEqual(proc.returncode, 0)
     self.assertIn("cold_item_fraction=2", proc.stderr)
 

@@ -55,7 +55,7 @@ class ExperimentReportTest(base.TestCase):
     text = experiment_report.markdown(summary)
     self.assertIn("| spm | 100 | 100 |", text)
     self.assertIn("Chosen: spm", text)
-    self.assertIn("Target 2: dense input below hashing overall", text)
+    self.assertIn("Dense content input vs hashing (the paper's replication check)", text)
     path = os.path.join(self.get_temp_dir(), "plot.png")
     experiment_report.plot(summary, "on", path)
     experiment_report.bar_plot(summary, path + ".bar.png")
