@@ -21,6 +21,7 @@ __all__ = [
   "rqvae_metrics",
   "schemes",
   "semantic_id_encoder",
+  "sid_analysis",
   "sid_collisions",
   "sid_item",
   "tasks",

@@ -10,6 +10,8 @@ keras_env.configure()
 
 # The public modules (import them as `from trainers import <module>`).
 __all__ = [
+  "analyze_sids",
+  "analyze_sids_report",
   "artifacts",
   "assign_sids",
   "cli",

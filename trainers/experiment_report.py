@@ -363,19 +363,27 @@ def plot(summary: Dict[str, Any], history: str, path: str) -> None:
   ):
     for scheme in dict.fromkeys(e["scheme"] for e in entries):
       pts = sorted(
-        (e["rows"], e["test"][slice_name][metric]) for e in entries if e["scheme"] == scheme
+        (e["rows"], e["test"][slice_name][metric])
+        for e in entries
+        if e["scheme"] == scheme and np.isfinite(e["test"][slice_name][metric]["mean"])
       )
+      if not pts or all(p[0] <= 0 for p in pts):
+        continue  # No finite value (e.g. every GAUC too small), or the user-only floor.
       xs = [p[0] for p in pts]
       ys = [p[1]["mean"] for p in pts]
       err = [p[1]["std"] for p in pts]
       style = "--" if scheme == schemes.DENSE else "-"
       ax.errorbar(xs, ys, yerr=err, fmt=style + "o", capsize=3, label=scheme)
     for e in floor:
-      ax.axhline(e["test"][slice_name][metric]["mean"], color="gray", ls=":", label="user-only")
+      if np.isfinite(e["test"][slice_name][metric]["mean"]):
+        ax.axhline(e["test"][slice_name][metric]["mean"], color="gray", ls=":", label="user-only")
     oracle = summary.get("oracle")
     if oracle:
       ax.axhline(oracle[slice_name][metric], color="black", ls="--", label="oracle (generator)")
-    ax.set_xscale("log")
+    if ax.containers:  # At least one scheme's error bars.
+      ax.set_xscale("log")
+    else:
+      ax.text(0.5, 0.5, "too few users with both labels", ha="center", transform=ax.transAxes)
     ax.set_xlabel("embedding-table budget (rows)")
     ax.set_ylabel(title)
     ax.set_title(f"{title}, history {history}")
@@ -402,8 +410,9 @@ def bar_plot(summary: Dict[str, Any], path: str) -> None:
       ax.axhline(ceiling, color="black", ls="--", label="oracle (generator)")
       values = values + [ceiling]
       ax.legend(fontsize=8)
-    low = min(v for v in values if v == v)
-    ax.set_ylim(max(0.0, low - 0.05), max(values) + 0.02)
+    finite = [v for v in values if np.isfinite(v)]
+    if finite:
+      ax.set_ylim(max(0.0, min(finite) - 0.05), max(finite) + 0.02)
     ax.set_title(f"{title} (test)")
     ax.tick_params(axis="x", rotation=30)
     ax.grid(axis="y", alpha=0.3)

@@ -68,7 +68,9 @@ class TrainRankerTest(base.TestCase):
         out = os.path.join(self.get_temp_dir(), scheme)
         result = self._fit(scheme, out)
         self.assertEqual(
-          set(result["test"]), {"all", "warm", "cold", "cold_known_user", "cold_new_user"}
+          set(result["test"]),
+          {"all", "warm", "cold", "cold_known_user", "cold_new_user"}
+          | {"head", "torso", "tail", "age_under_1d", "age_1d_or_more"},
         )
         self.assertBetween(result["test"]["all"]["auc"], 0.0, 1.0)
         with open(os.path.join(out, "metrics.json")) as f:
