@@ -1,7 +1,7 @@
 """TFX integration: the `SemanticIdGen` component, a ranker Trainer and an end-to-end pipeline.
 
 The orchestration layer above `export/` (it writes the serving export), so it may import every
-package of the project and none of them imports it (`tests/layering_test.py`). It needs the
+package of the project and none of them imports it (`tests/project/layering_test.py`). It needs the
 optional TFX environment: `bash scripts/setup_tfx.sh` builds `.venv-tfx`; run everything here with
 `.venv-tfx/bin/python`. Importing it elsewhere fails with an ImportError that says so.
 
