@@ -2,12 +2,18 @@
 
   python -m benchmarks.ranker_throughput --dataset=movielens --output_dir=/tmp/ranker_throughput
 
-All schemes are measured in one process on the same batches (the input pipeline is cached in memory
-first, so the figure is the model's training step: SID encoder, tokenizer, embedding lookups,
-history, DCN, both tasks and the optimizer). Each scheme gets `--warmup_steps` untimed steps
-(tracing), then `--steps` timed steps; the order of schemes is repeated `--repeats` times,
-interleaved, and the median is reported, so drifting machine load hits every scheme alike. Writes
-throughput.json, throughput.md and throughput.png in --output_dir.
+All schemes are measured in one process on the same interactions (the input pipeline is cached in
+memory first, so the figure is the model's training step: embedding lookups, history, DCN, both
+tasks and the optimizer, plus whatever the SID part runs in the graph). Each SID scheme runs in the
+modes of `--sid_inputs`: `cached` is how `trainers.ranker_training` trains (every catalogue item's
+subword ids computed once before fit, `ranker_training.catalogue_cache`, and gathered per batch),
+`content` the graph encoding every candidate and history item (RQ-VAE encoder + tokenizer) on every
+step, as before the cache. Each (scheme, mode) gets `--warmup_steps` untimed steps (tracing), then
+`--steps` timed steps; the order is repeated `--repeats` times, interleaved, and the median is
+reported, so drifting machine load hits every scheme alike. Besides wall-clock examples/s it
+reports examples per CPU-second of this process (`time.process_time`, all threads): on a machine
+shared with other jobs that figure moves much less than the wall clock. Writes throughput.json,
+throughput.md and throughput.png in --output_dir.
 """
 
 import os
@@ -20,7 +26,7 @@ import time  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from features import history, io_utils  # noqa: E402
+from features import io_utils  # noqa: E402
 from model import ranker as ranker_lib  # noqa: E402
 from model import (
   schemes,  # noqa: E402
@@ -43,21 +49,54 @@ flags.DEFINE_integer(
   "sid_levels", 3, "RQ-VAE L (trained briefly here; SIDs' quality is irrelevant)."
 )
 flags.DEFINE_integer("sid_codebook_size", 64, "RQ-VAE K.")
+flags.DEFINE_list(
+  "sid_inputs", ["cached", "content"], "SID schemes: cached subword ids and/or in-graph encoding."
+)
 item_flags.define()
 job_flags.define_output_dir("/tmp/ranker_throughput", "Where the results go.")
 FLAGS = flags.FLAGS
 
 
-def build(scheme, dataset, encoder, proto):
-  item_config = item_flags.item_config(scheme, FLAGS.table_rows)
-  ranker_config = ranker_lib.RankerConfig(
+def ranker_config(dataset):
+  return ranker_lib.RankerConfig(
     second_label_name=dataset.second_label_name,
     use_history=FLAGS.history == "on",
     history_length=FLAGS.history_length,
   )
-  model = ranker_training.build_ranker(item_config, ranker_config, encoder, proto)
+
+
+def build(scheme, dataset, split, rqvae, proto, cached):
+  """(the compiled model, its batches) of one scheme in one mode."""
+  item_config = item_flags.item_config(scheme, FLAGS.table_rows)
+  encoder = semantic_id_encoder.SemanticIdEncoder.from_rqvae(rqvae, name="sid_encoder")
+  encoder = encoder if item_config.spec.uses_sid else None
+  proto = proto if item_config.spec.spm_budget(item_config) is not None else None
+  cache = ranker_training.catalogue_cache(dataset, item_config, encoder, proto) if cached else {}
+  config = ranker_config(dataset)
+  model = ranker_training.build_ranker(item_config, config, encoder, proto)
+  model = ranker_training.read_cache(model, cache)
   model.compile(optimizer=tf.keras.optimizers.Adam(1e-3))
-  return model
+  n_batches = FLAGS.steps + FLAGS.warmup_steps
+  data = ranker_training.make_dataset(
+    dataset, split.train, config, FLAGS.batch_size, True, 0, item_cache=cache
+  )
+  batches = list(data.take(n_batches))
+  if len(batches) < n_batches:
+    raise app.UsageError(
+      f"The training split has {len(batches)} batches of {FLAGS.batch_size}; need {n_batches}."
+    )
+  return model, _stack(batches)
+
+
+def runs():
+  """(name, scheme, cached) of every measured configuration, hash first."""
+  out = []
+  for scheme in FLAGS.schemes:
+    if schemes.get(scheme).uses_sid:
+      out += [(f"{scheme}/{mode}", scheme, mode == "cached") for mode in FLAGS.sid_inputs]
+    else:
+      out.append((scheme, scheme, False))
+  return out
 
 
 def main(argv):
@@ -75,38 +114,35 @@ def main(argv):
     FLAGS.sid_codebook_size,
     FLAGS.table_rows // 2,
   )
-  h = FLAGS.history_length if FLAGS.history == "on" else None
-  n_batches = FLAGS.steps + FLAGS.warmup_steps
-  data = history.make_tf_dataset(dataset, split.train, FLAGS.batch_size, h, shuffle=True)
-  batches = list(data.take(n_batches))
-  if len(batches) < n_batches:
-    raise app.UsageError(
-      f"The training split has {len(batches)} batches of {FLAGS.batch_size}; need {n_batches}."
-    )
-  models = {}
-  for scheme in FLAGS.schemes:
-    encoder = semantic_id_encoder.SemanticIdEncoder.from_rqvae(rqvae, name="sid_encoder")
-    models[scheme] = build(scheme, dataset, encoder, proto)
-  timings = {s: [] for s in FLAGS.schemes}
+  models = {
+    name: build(scheme, dataset, split, rqvae, proto, cached) for name, scheme, cached in runs()
+  }
+  timings = {name: [] for name in models}
+  cpu_timings = {name: [] for name in models}
   for repeat in range(FLAGS.repeats):
-    for scheme, model in models.items():
+    for name, (model, batches) in models.items():
       step = model.make_train_function()
-      it = iter(tf.data.Dataset.from_tensor_slices(_stack(batches)).repeat())
+      it = iter(tf.data.Dataset.from_tensor_slices(batches).repeat())
       for _ in range(FLAGS.warmup_steps):
         step(it)
-      start = time.perf_counter()
+      start, cpu_start = time.perf_counter(), time.process_time()
       for _ in range(FLAGS.steps):
         logs = step(it)
       float(logs["loss"])  # waits for the last step
       rate = FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
-      timings[scheme].append(rate)
-      print(f"repeat {repeat} {scheme:8s} {rate:9.0f} examples/s")
+      cpu_rate = FLAGS.steps * FLAGS.batch_size / (time.process_time() - cpu_start)
+      timings[name].append(rate)
+      cpu_timings[name].append(cpu_rate)
+      print(f"repeat {repeat} {name:16s} {rate:9.0f} examples/s {cpu_rate:9.0f} per CPU-s")
   hash_rate = statistics.median(timings["hash"]) if "hash" in timings else None
+  hash_cpu = statistics.median(cpu_timings["hash"]) if "hash" in cpu_timings else None
   results = {
     s: {
       "examples_per_s": statistics.median(v),
       "runs": v,
       "relative_to_hash": statistics.median(v) / hash_rate if hash_rate else None,
+      "examples_per_cpu_s": statistics.median(cpu_timings[s]),
+      "cpu_relative_to_hash": statistics.median(cpu_timings[s]) / hash_cpu if hash_cpu else None,
     }
     for s, v in timings.items()
   }
@@ -121,16 +157,23 @@ def main(argv):
       "history_length",
       "sid_levels",
       "sid_codebook_size",
+      "sid_inputs",
       *item_flags.NAMES,
     )
   }
   report = {"settings": settings, "data": data_flags.describe(), "results": results}
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   io_utils.write_json(os.path.join(FLAGS.output_dir, "throughput.json"), report)
-  lines = ["| scheme | examples/s (median) | relative to hash |", "|---|---|---|"]
+  lines = [
+    "| scheme/SID input | examples/s (median) | relative to hash | examples per CPU-s | relative |",
+    "|---|---:|---:|---:|---:|",
+  ]
   for s, r in results.items():
     rel = f"{r['relative_to_hash']:.2f}x" if r["relative_to_hash"] else "-"
-    lines.append(f"| {s} | {r['examples_per_s']:.0f} | {rel} |")
+    cpu_rel = f"{r['cpu_relative_to_hash']:.2f}x" if r["cpu_relative_to_hash"] else "-"
+    lines.append(
+      f"| {s} | {r['examples_per_s']:.0f} | {rel} | {r['examples_per_cpu_s']:.0f} | {cpu_rel} |"
+    )
   text = f"Training throughput, settings {settings}\n\n" + "\n".join(lines) + "\n"
   io_utils.write_text(os.path.join(FLAGS.output_dir, "throughput.md"), text)
   _plot(results, os.path.join(FLAGS.output_dir, "throughput.png"))

@@ -1,236 +1,470 @@
-r"""Serving latency and export size: SPM-SID export vs hash-ID export, measured in the same run.
+r"""Serving latency per request of the exported rankers, every scheme against hash in the same run.
 
-For each scheme the trained ranker is exported with export/export_model.py, the export is loaded
-with `tf.saved_model.load` and its `serving_default` is called with one user's request of 1, 100
-and 1,000 candidates. The schemes are timed in alternation (round robin per repetition), so drift
-on a shared machine hits both alike. Reports median and p99 per request, the SPM/hash ratio
-(target: <= 1.3 at 100 and 1,000 candidates) and each export's size on disk.
+Each ranker is built from the registry (`model.schemes`) with the weights it starts with (latency
+does not depend on their values), wrapped by `export.export_model.keras_serving_module` (the graph
+`export_model.export` writes) and saved; the SavedModel is loaded with `tf.saved_model.load` and a
+signature is called from Python with one user's request: N candidates sharing one user id and
+history. Exports are timed round robin per repetition, so drift on a shared machine hits all alike.
+Reports median and p99 per request, each scheme's ratio to hash (target: median <= 1.3x at 100
+and 1,000 candidates), and the median CPU time of this process per request (all threads; on a
+machine shared with other jobs it moves much less than the wall clock).
 
-Usage (trains the two rankers with trainers.train_ranker when their dirs are not given):
-  nice python -m benchmarks.serving_latency --output_dir=runs/serving_latency
-  nice python -m benchmarks.serving_latency --spm_ranker_dir=runs/spm --hash_ranker_dir=runs/hash \
-      --output_dir=runs/serving_latency
+Suites (`--suite`), each a few minutes on two cores:
+  * `experiment`: hash, prefix, unigram, spm, hybrid (`--schemes`) at the experiment scale (an
+    RQ-VAE with L=3, K=64, d=64 trained briefly on the synthetic catalogue, D=128; an SPM model over
+    its SIDs), history on and off, through `serving_default` (raw content embeddings) and, for the
+    SID schemes, `predict_codes` (`--codes_rows`).
+  * `paper`: SPM at the paper's scale (L=8, K=2048, d=256, D=384; a random frozen encoder and an SPM
+    model over prefix-sharing SIDs) through `serving_default` and `predict_codes` (precomputed SIDs,
+    made by the export's `semantic_id` outside the timed call), with hash at the same D.
+  * `profile`: where the time of one SPM request (`--profile_candidates`, history on) goes, op by
+    op (`RunOptions(trace_level=FULL_TRACE)` step stats of a TF1 session on the SavedModel, summed
+    per component by op name scope), for `serving_default` and `predict_codes`, and for the export
+    of the code before the core-ops segmentation (`--head_tree`, TF Text tokenizer) when given.
+`--head_tree=DIR` (a checkout of the previous code, e.g. `git archive HEAD | tar -x -C DIR`) also
+adds that code's SPM export ("spm@head") to the `experiment` suite.
 
-Writes serving_latency.json, serving_latency.md and serving_latency.png under --output_dir.
+Usage:
+  nice python -m benchmarks.serving_latency --suite=experiment --output_dir=runs/serving_latency
+  nice python -m benchmarks.serving_latency --suite=paper --output_dir=runs/serving_latency
+  nice python -m benchmarks.serving_latency --suite=profile --output_dir=runs/serving_latency
+
+Writes <suite>.json and <suite>.md under --output_dir.
 """
 
-import json
+import json  # noqa: I001  (project packages before TensorFlow: they select Keras 2)
 import os
 import platform
-import shlex
+import re
 import subprocess
 import sys
-import tempfile
 import time
 
-import matplotlib  # noqa: E402
+from export import export_model, serving_assets, signatures
+from features import io_utils, spm_training
+from model import ranker as ranker_lib
+from model import schemes, semantic_id_encoder
+from trainers import artifacts, data_flags, job_flags, ranker_training
 
-from export import export_model, serving_assets  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
-from trainers import job_flags, ranker_training  # noqa: E402
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (loads the TF Text kernels of the previous code's export)
+import tqdm
+from absl import app, flags
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-import tqdm  # noqa: E402
-from absl import app, flags  # noqa: E402
-
-SCHEMES = ("hash", "spm")
 TARGET_RATIO = 1.3
+HISTORY_LENGTH = 10
+EMBEDDING_DIM = 32
+PAPER = {"num_levels": 8, "codebook_size": 2048, "latent_dim": 256, "content_dim": 384}
 
 FLAGS = flags.FLAGS
-job_flags.define_output_dir(None, "Where the JSON, markdown and PNG go.")
-flags.DEFINE_string("spm_ranker_dir", None, "A trained SPM-SID ranker (trainers.train_ranker).")
-flags.DEFINE_string("hash_ranker_dir", None, "A trained hash-ID ranker (trainers.train_ranker).")
-flags.DEFINE_string(
-  "train_args",
-  "--epochs=1 --synthetic_items=2000 --synthetic_users=500 --synthetic_interactions=50000 "
-  "--table_rows=1000",
-  "Extra trainers.train_ranker flags used when a ranker dir is not given.",
-)
+data_flags.define()
+job_flags.define_output_dir(None, "Where the JSON and markdown go.")
+flags.DEFINE_enum("suite", "experiment", ["experiment", "paper", "profile"], "What to measure.")
+flags.DEFINE_list("schemes", ["hash", "prefix", "unigram", "spm", "hybrid"], "experiment: schemes.")
+flags.DEFINE_list("history", ["on", "off"], "History feature settings to measure.")
 flags.DEFINE_list("candidates", ["1", "100", "1000"], "Candidates per request.")
-flags.DEFINE_integer("repetitions", 200, "Timed requests per scheme and size.")
-flags.DEFINE_integer("warmup", 20, "Untimed requests per scheme and size first.")
-flags.DEFINE_integer("seed", 0, "Seed of the request contents.")
+flags.DEFINE_integer("repetitions", 150, "Timed requests per export and size.")
+flags.DEFINE_integer("warmup", 15, "Untimed requests per export and size first.")
+flags.DEFINE_integer("table_rows", 4000, "Table budget of every scheme (SPM: its vocabulary).")
+flags.DEFINE_string("hybrid_sid_scheme", "unigram", "SID part of hybrid (as in the experiments).")
+flags.DEFINE_integer("paper_vocab_size", 24_576, "paper: SPM vocabulary (>= L*K + 1 = 16,385).")
+flags.DEFINE_integer("paper_items", 5000, "paper: catalogue SIDs the SPM model is trained on.")
+flags.DEFINE_integer("profile_candidates", 1000, "profile: candidates of the profiled request.")
+flags.DEFINE_integer("profile_runs", 20, "profile: traced requests (the median per component).")
+flags.DEFINE_string("head_tree", None, "A checkout of the previous code (TF Text SPM), optional.")
+flags.DEFINE_bool("codes_rows", True, "experiment: also time each SID scheme's predict_codes.")
 
 
-def train_ranker(scheme: str, output_dir: str) -> str:
-  """Runs trainers.train_ranker for `scheme` into `output_dir` (reused if already trained)."""
-  if export_model.is_trained_ranker(output_dir):
-    return output_dir
-  command = [sys.executable, "-m", "trainers.train_ranker", f"--item_representation={scheme}"]
-  command += [f"--output_dir={output_dir}", *shlex.split(FLAGS.train_args)]
-  print(f"training the {scheme} ranker: {' '.join(command)}", flush=True)
-  subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-  return output_dir
+# ---------------------------------------------------------------------------------------------
+# Building the exports.
 
 
-def time_requests(functions, requests, repetitions: int, warmup: int, output: str = "ctr"):
-  """Round-robin timing: per repetition, one call of each function. Returns name -> ms array."""
-  times = {name: [] for name in functions}
-  for step in tqdm.trange(warmup + repetitions, leave=False, desc="requests"):
-    for name, function in functions.items():
-      start = time.perf_counter()
-      outputs = function(**requests[name])
-      outputs[output].numpy()
-      if step >= warmup:
-        times[name].append((time.perf_counter() - start) * 1e3)
-  return {name: np.asarray(values) for name, values in times.items()}
+class SidSetup:
+  """A frozen SID encoder's weights and an SPM model over its catalogue's SIDs."""
+
+  def __init__(self, config, kernel, bias, codebooks, proto, content_dim):
+    self.config, self.proto, self.content_dim = config, proto, content_dim
+    self.weights = (kernel, bias, codebooks)
+
+  def encoder(self) -> semantic_id_encoder.SemanticIdEncoder:
+    kernel, bias, codebooks = self.weights
+    layer = semantic_id_encoder.SemanticIdEncoder(
+      codebooks.shape[0], codebooks.shape[1], kernel.shape[0], kernel.shape[1], name="sid_encoder"
+    )
+    layer.build(tf.TensorShape([None, kernel.shape[0]]))
+    layer.encoder_kernel.assign(kernel)
+    layer.encoder_bias.assign(bias)
+    layer.codebooks.assign(codebooks)
+    return layer
 
 
-def one_user_request(specs, candidates: int, seed: int):
+def experiment_setup() -> SidSetup:
+  """The experiments' RQ-VAE (L=3, K=64, d=64), trained briefly on the data flags' catalogue."""
+  dataset = data_flags.load()
+  split = data_flags.split(dataset)
+  config = artifacts.SidConfig(epochs=2)
+  rqvae = artifacts.train_rqvae(dataset, config)
+  codes = rqvae.assign_codes(dataset.embeddings)
+  impressions = artifacts.impressions_per_item(dataset, split.train)
+  proto = artifacts.train_spm(codes, impressions, config.codebook_size, FLAGS.table_rows)
+  kernel, bias, codebooks = rqvae.sid_weights()
+  return SidSetup(config, kernel, bias, np.stack(codebooks), proto, dataset.embedding_dim)
+
+
+def paper_setup() -> SidSetup:
+  """A random frozen encoder at the paper's scale and an SPM model over prefix-sharing SIDs."""
+  rng = np.random.default_rng(0)
+  levels, k, d, dim = (
+    PAPER[key] for key in ("num_levels", "codebook_size", "latent_dim", "content_dim")
+  )
+  kernel = (rng.normal(size=(dim, d)) / np.sqrt(dim)).astype(np.float32)
+  codebooks = (rng.normal(size=(levels, k, d)) / np.sqrt(d)).astype(np.float32)
+  codes = np.zeros((FLAGS.paper_items, levels), np.int64)
+  codes[:, 0] = np.minimum(rng.zipf(1.2, FLAGS.paper_items) - 1, k - 1)
+  for level in range(1, levels):
+    step = np.minimum(rng.zipf(1.2, FLAGS.paper_items) - 1, k - 1)
+    codes[:, level] = (codes[:, level - 1] * 7919 + step) % k
+  impressions = np.minimum(rng.zipf(1.6, FLAGS.paper_items), 100_000)
+  config = spm_training.SpmTrainingConfig(vocab_size=FLAGS.paper_vocab_size)
+  proto = spm_training.train_sid_spm(codes, impressions, k, config)
+  return SidSetup(PAPER, kernel, np.zeros(d, np.float32), codebooks, proto, dim)
+
+
+def item_config(scheme: str, table_rows: int) -> schemes.ItemRepresentationConfig:
+  return schemes.ItemRepresentationConfig(
+    scheme=scheme,
+    embedding_dim=EMBEDDING_DIM,
+    table_rows=table_rows,
+    hybrid_sid_scheme=FLAGS.hybrid_sid_scheme,
+  )
+
+
+def export(scheme: str, setup: SidSetup, history: bool, path: str) -> str:
+  """Builds the `scheme` ranker, wraps it as `export_model.export` does and saves it to `path`."""
+  config = item_config(scheme, FLAGS.table_rows)
+  encoder = setup.encoder() if config.spec.uses_sid else None
+  proto = setup.proto if config.spec.spm_budget(config) is not None else None
+  representation = schemes.create(config, sid_encoder=encoder, spm_model_proto=proto)
+  ranker_config = ranker_lib.RankerConfig(use_history=history, history_length=HISTORY_LENGTH)
+  ranker = ranker_lib.build_ranker(representation, ranker_config)
+  ranker(ranker_training.sample_features(ranker, setup.content_dim))
+  module = export_model.keras_serving_module(ranker, setup.content_dim, 10_000)
+  tf.io.gfile.rmtree(path) if tf.io.gfile.exists(path) else None
+  module.save(path)
+  return path
+
+
+# Runs under --head_tree (the previous code, TF Text SPM tokenizer): builds its SPM export.
+_HEAD_SCRIPT = r"""
+import json, os, sys
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+import numpy as np
+import tensorflow as tf
+from export import export_model
+from model import ranker as ranker_lib
+from model import schemes, semantic_id_encoder
+from trainers import ranker_training
+
+args = json.loads(sys.argv[1])
+weights = np.load(args["weights"])
+kernel, codebooks = weights["kernel"], weights["codebooks"]
+encoder = semantic_id_encoder.SemanticIdEncoder(
+  codebooks.shape[0], codebooks.shape[1], kernel.shape[0], kernel.shape[1], name="sid_encoder"
+)
+encoder.build(tf.TensorShape([None, kernel.shape[0]]))
+encoder.encoder_kernel.assign(kernel)
+encoder.encoder_bias.assign(weights["bias"])
+encoder.codebooks.assign(codebooks)
+with open(args["proto"], "rb") as f:
+  proto = f.read()
+config = schemes.ItemRepresentationConfig("spm", embedding_dim=args["dim"], table_rows=args["rows"])
+representation = schemes.create(config, sid_encoder=encoder, spm_model_proto=proto)
+ranker = ranker_lib.build_ranker(
+  representation, ranker_lib.RankerConfig(use_history=args["history"], history_length=args["h"])
+)
+ranker(ranker_training.sample_features(ranker, kernel.shape[0]))
+export_model.keras_serving_module(ranker, kernel.shape[0], 10_000).save(args["out"])
+"""
+
+
+def head_export(setup: SidSetup, history: bool, path: str) -> str:
+  """The previous code's SPM export (same encoder weights and SPM model), built in a subprocess."""
+  path = os.path.abspath(path)
+  work = os.path.dirname(path)
+  weights, proto = os.path.join(work, "head_weights.npz"), os.path.join(work, "head_spm.model")
+  kernel, bias, codebooks = setup.weights
+  np.savez(weights, kernel=kernel, bias=bias, codebooks=codebooks)
+  with open(proto, "wb") as f:
+    f.write(setup.proto)
+  tree = os.path.abspath(FLAGS.head_tree)
+  args = {"weights": weights, "proto": proto, "dim": EMBEDDING_DIM, "rows": FLAGS.table_rows}
+  args.update(history=history, h=HISTORY_LENGTH, out=path)
+  env = dict(os.environ, PYTHONPATH=tree, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
+  tf.io.gfile.rmtree(path) if tf.io.gfile.exists(path) else None
+  subprocess.run(
+    [sys.executable, "-c", _HEAD_SCRIPT, json.dumps(args)], cwd=tree, env=env, check=True
+  )
+  return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Timing.
+
+
+def one_user_request(specs, candidates: int, seed: int = 0):
   """`candidates` rows of one user (same id and history), random candidate embeddings."""
-  inputs = serving_assets.sample_inputs(specs, candidates, seed=seed)
+  inputs = serving_assets.sample_inputs(specs, max(candidates, 3), seed=seed)
   for name, value in inputs.items():
     if name == "user_id" or name.startswith("history"):
-      inputs[name] = np.repeat(value[2:3] if len(value) > 2 else value[:1], candidates, axis=0)
+      inputs[name] = np.repeat(value[2:3], candidates, axis=0)
+    else:
+      inputs[name] = value[:candidates]
+  return inputs
+
+
+def requests_for(loaded, signature: str, candidates: int) -> dict:
+  """A `signature` request of one user; `predict_codes` gets the codes of the same rows."""
+  specs = loaded.signatures[signatures.SIGNATURE_DEFAULT].structured_input_signature[1]
+  inputs = one_user_request(specs, candidates)
+  if signature == signatures.SIGNATURE_CODES:
+    inputs = serving_assets.codes_inputs(loaded, inputs)
   return {name: tf.constant(value) for name, value in inputs.items()}
 
 
-def semantic_id_share(ranker_dir: str, serve) -> dict:
-  """Time of the SPM ranker's own `semantic_id` signature (no row limit) alone on the rows one
-  request encodes: each candidate's embedding plus its copy of the user's H history embeddings
-  (the ranker encodes every history row of every candidate)."""
-  specs = serve.structured_input_signature[1]
-  history = specs.get("history_content_embedding")
-  rows_per_candidate = 1 + (int(history.shape[1]) if history is not None else 0)
-  encoder = getattr(
-    ranker_training.load_ranker(ranker_dir).item_representation, "sid_encoder", None
-  )
-  if encoder is None or "content_embedding" not in specs:
-    return {}
-  semantic_id = tf.function(lambda content_embedding: {"codes": encoder(content_embedding)})
-  dim = int(specs["content_embedding"].shape[1])
-  shares = {}
-  for candidates in (int(c) for c in FLAGS.candidates):
-    rows = candidates * rows_per_candidate
-    request = {"content_embedding": tf.random.normal([rows, dim], seed=FLAGS.seed)}
-    times = time_requests(
-      {"semantic_id": semantic_id},
-      {"semantic_id": request},
-      FLAGS.repetitions,
-      FLAGS.warmup,
-      output="codes",
-    )["semantic_id"]
-    shares[candidates] = {"rows": rows, "median_ms": float(np.median(times))}
-  return shares
+def time_requests(functions, requests, repetitions: int, warmup: int):
+  """Round-robin timing: per repetition, one call of each function. Returns name -> (wall ms,
+  CPU ms of this process, all threads) arrays."""
+  times = {name: ([], []) for name in functions}
+  for step in tqdm.trange(warmup + repetitions, leave=False, desc="requests"):
+    for name, function in functions.items():
+      start, cpu_start = time.perf_counter(), time.process_time()
+      function(**requests[name])["ctr"].numpy()
+      if step >= warmup:
+        times[name][0].append((time.perf_counter() - start) * 1e3)
+        times[name][1].append((time.process_time() - cpu_start) * 1e3)
+  return {name: (np.asarray(wall), np.asarray(cpu)) for name, (wall, cpu) in times.items()}
 
 
-def run(output_dir: str) -> dict:
-  work = os.path.join(output_dir, "work")
-  ranker_dirs = {
-    "spm": FLAGS.spm_ranker_dir or train_ranker("spm", os.path.join(work, "ranker_spm")),
-    "hash": FLAGS.hash_ranker_dir or train_ranker("hash", os.path.join(work, "ranker_hash")),
-  }
-  exports, functions, sizes = {}, {}, {}
-  for scheme in SCHEMES:
-    base = os.path.join(work, f"export_{scheme}")
-    exports[scheme] = export_model.export(ranker_dirs[scheme], base)
-    sizes[scheme] = export_model.directory_size(exports[scheme])
-    functions[scheme] = tf.saved_model.load(exports[scheme]).signatures["serving_default"]
-  results = {scheme: {} for scheme in SCHEMES}
+def latency_table(exports: dict) -> dict:
+  """exports: name -> (export dir, signature). Returns name -> candidates -> stats."""
+  loaded = {name: tf.saved_model.load(path) for name, (path, _) in exports.items()}
+  functions = {name: loaded[name].signatures[sig] for name, (_, sig) in exports.items()}
+  results = {name: {} for name in exports}
   for candidates in (int(c) for c in FLAGS.candidates):
     requests = {
-      scheme: one_user_request(
-        functions[scheme].structured_input_signature[1], candidates, FLAGS.seed
-      )
-      for scheme in SCHEMES
+      name: requests_for(loaded[name], sig, candidates) for name, (_, sig) in exports.items()
     }
     times = time_requests(functions, requests, FLAGS.repetitions, FLAGS.warmup)
-    for scheme in SCHEMES:
-      results[scheme][candidates] = {
-        "median_ms": float(np.median(times[scheme])),
-        "p99_ms": float(np.percentile(times[scheme], 99)),
-        "mean_ms": float(np.mean(times[scheme])),
+    for name, (wall, cpu) in times.items():
+      results[name][candidates] = {
+        "median_ms": float(np.median(wall)),
+        "p99_ms": float(np.percentile(wall, 99)),
+        "cpu_median_ms": float(np.median(cpu)),
       }
-  results["spm_semantic_id"] = semantic_id_share(ranker_dirs["spm"], functions["spm"])
-  ratios = {
-    candidates: {
-      stat: results["spm"][candidates][stat] / results["hash"][candidates][stat]
-      for stat in ("median_ms", "p99_ms")
-    }
-    for candidates in results["spm"]
-  }
+  return results
+
+
+# ---------------------------------------------------------------------------------------------
+# Op-level profile.
+
+# (component, pattern over the op's name scope), first match wins; "history:" = inside the user
+# tower (the history items), "candidates:" = the candidates' item representation.
+_TOKENIZER = r"(sid_sentence_piece|segmenter|sentencepiece|token_table|sid_prefix_ngram|sid_ngram)"
+_COMPONENTS = (
+  ("input validation", r"(assert|IsFinite|VerifyFinite|CheckNumerics)"),
+  ("history: SID encoder", r"user_tower/.*sid_encoder/"),
+  ("history: SID tokenizer", r"user_tower/.*" + _TOKENIZER),
+  ("history: pooling + hash", r"user_tower/.*_(item|part)/"),
+  ("user tower: id, once-per-user check, mean", r"user_tower/"),
+  ("candidates: SID encoder", r"sid_encoder/"),
+  ("candidates: SID tokenizer", _TOKENIZER),
+  ("candidates: pooling + hash", r"_(item|part)/"),
+  ("DCN cross + MLP + heads", r"(cross_|shared_mlp|click_head|second_head|Sigmoid)"),
+)
+
+
+def _component(node_name: str) -> str:
+  for name, pattern in _COMPONENTS:
+    if re.search(pattern, node_name, re.IGNORECASE):
+      return name
+  return "other (concat, cond, casts, outputs)"
+
+
+def profile(export_dir: str, signature: str, candidates: int) -> dict:
+  """Op time per component (ms, median over traced runs) of one request, and its wall time."""
+  loaded = tf.saved_model.load(export_dir)
+  inputs = {k: v.numpy() for k, v in requests_for(loaded, signature, candidates).items()}
+  per_run, walls = [], []
+  with tf.compat.v1.Session(graph=tf.Graph()) as session:
+    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
+    sig = meta.signature_def[signature]
+    feeds = {sig.inputs[k].name: v for k, v in inputs.items()}
+    fetches = [sig.outputs[k].name for k in sorted(sig.outputs)]
+    for _ in range(5):
+      session.run(fetches, feeds)
+    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+    for _ in range(FLAGS.profile_runs):
+      metadata = tf.compat.v1.RunMetadata()
+      start = time.perf_counter()
+      session.run(fetches, feeds, options=options, run_metadata=metadata)
+      walls.append((time.perf_counter() - start) * 1e3)
+      totals = {}
+      for device in metadata.step_stats.dev_stats:
+        for node in device.node_stats:
+          key = _component(node.node_name)
+          totals[key] = totals.get(key, 0.0) + node.all_end_rel_micros / 1e3
+      per_run.append(totals)
+  names = sorted({k for run in per_run for k in run})
+  ops = {k: float(np.median([run.get(k, 0.0) for run in per_run])) for k in names}
+  return {"wall_ms": float(np.median(walls)), "op_ms": ops}
+
+
+# ---------------------------------------------------------------------------------------------
+# Suites.
+
+
+def _history_settings():
+  return [setting == "on" for setting in FLAGS.history]
+
+
+def run_experiment(work: str) -> dict:
+  setup = experiment_setup()
+  exports = {}
+  for history in _history_settings():
+    tag = "history on" if history else "history off"
+    for scheme in FLAGS.schemes:
+      path = export(scheme, setup, history, os.path.join(work, f"{scheme}_{int(history)}"))
+      exports[f"{scheme} ({tag})"] = (path, signatures.SIGNATURE_DEFAULT)
+      if FLAGS.codes_rows and schemes.get(scheme).uses_sid:
+        exports[f"{scheme} predict_codes ({tag})"] = (path, signatures.SIGNATURE_CODES)
+    if FLAGS.head_tree:
+      path = head_export(setup, history, os.path.join(work, f"spm_head_{int(history)}"))
+      exports[f"spm@head ({tag})"] = (path, signatures.SIGNATURE_DEFAULT)
   return {
-    "ranker_dirs": ranker_dirs,
-    "exports": exports,
-    "export_size_bytes": sizes,
-    "latency": results,
-    "spm_over_hash": ratios,
-    "target_ratio": TARGET_RATIO,
-    "meets_target": all(r["median_ms"] <= TARGET_RATIO for c, r in ratios.items() if c >= 100),
-    "repetitions": FLAGS.repetitions,
-    "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "tf": tf.__version__},
-    "method": "tf.saved_model.load + serving_default from Python, one user per request, "
-    "schemes timed round robin",
+    "latency": latency_table(exports),
+    "scale": {"L": 3, "K": 64, "d": 64, "D": setup.content_dim},
   }
 
 
-def markdown(result: dict) -> str:
+def run_paper(work: str) -> dict:
+  setup = paper_setup()
+  exports = {}
+  for history in _history_settings():
+    tag = "history on" if history else "history off"
+    hash_dir = export("hash", setup, history, os.path.join(work, f"paper_hash_{int(history)}"))
+    spm_dir = export("spm", setup, history, os.path.join(work, f"paper_spm_{int(history)}"))
+    exports[f"hash ({tag})"] = (hash_dir, signatures.SIGNATURE_DEFAULT)
+    exports[f"spm serving_default ({tag})"] = (spm_dir, signatures.SIGNATURE_DEFAULT)
+    exports[f"spm predict_codes ({tag})"] = (spm_dir, signatures.SIGNATURE_CODES)
+  return {"latency": latency_table(exports), "scale": PAPER}
+
+
+def run_profile(work: str) -> dict:
+  setup = experiment_setup()
+  spm_dir = export("spm", setup, True, os.path.join(work, "profile_spm"))
+  cases = {
+    "after: serving_default (core-ops SPM)": (spm_dir, signatures.SIGNATURE_DEFAULT),
+    "after: predict_codes": (spm_dir, signatures.SIGNATURE_CODES),
+  }
+  if FLAGS.head_tree:
+    head_dir = head_export(setup, True, os.path.join(work, "profile_spm_head"))
+    cases = {"before: serving_default (TF Text SPM)": (head_dir, "serving_default"), **cases}
+  candidates = FLAGS.profile_candidates
+  return {
+    "profile": {name: profile(path, sig, candidates) for name, (path, sig) in cases.items()},
+    "candidates": candidates,
+  }
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports.
+
+
+def _hash_of(name: str) -> str:
+  return "hash (" + name.split("(", 1)[1]
+
+
+def latency_markdown(result: dict) -> list:
+  sizes = [int(c) for c in FLAGS.candidates]
+  header = "| export | " + " | ".join(f"{c} cand. median / p99 ms (x hash)" for c in sizes)
+  header += " | CPU ms per request, " + " / ".join(f"{c}" for c in sizes) + " cand. (x hash) |"
+  lines = [header, "|---|" + "---:|" * (len(sizes) + 1)]
+  latency = result["latency"]
+  for name, cells in latency.items():
+    parts, cpu = [], []
+    for c in sizes:
+      cell = cells[c]
+      base = latency.get(_hash_of(name), {}).get(c)
+      ratio = f" ({cell['median_ms'] / base['median_ms']:.2f}x)" if base else ""
+      parts.append(f"{cell['median_ms']:.2f} / {cell['p99_ms']:.2f}{ratio}")
+      cpu_ratio = f" ({cell['cpu_median_ms'] / base['cpu_median_ms']:.2f}x)" if base else ""
+      cpu.append(f"{cell['cpu_median_ms']:.2f}{cpu_ratio}")
+    lines.append(f"| {name} | " + " | ".join(parts) + " | " + " / ".join(cpu) + " |")
+  return lines
+
+
+def verdict(result: dict, names) -> str:
+  latency, failed = result["latency"], []
+  for name in names:
+    for c in (100, 1000):
+      base = latency.get(_hash_of(name), {}).get(c)
+      if (
+        base
+        and c in latency[name]
+        and latency[name][c]["median_ms"] > TARGET_RATIO * base["median_ms"]
+      ):
+        failed.append(f"{name} at {c}")
+  return "met" if not failed else "NOT met: " + ", ".join(failed)
+
+
+def markdown(suite: str, result: dict) -> str:
+  machine = result["machine"]
   lines = [
-    "# Serving latency: SPM-SID vs hash-ID export",
+    f"# Serving latency: {suite}",
     "",
-    f"{result['method']}; {result['repetitions']} timed requests per cell; "
-    f"{result['machine']['cpus']} CPUs, TF {result['machine']['tf']}.",
+    f"{result['method']}; {FLAGS.repetitions} timed requests per cell; "
+    f"{machine['cpus']} CPUs, TF {machine['tf']}; scale {result.get('scale')}.",
     "",
-    "| candidates | hash median ms | hash p99 ms | SPM median ms | SPM p99 ms | SPM/hash median "
-    "| SPM/hash p99 |",
-    "|---:|---:|---:|---:|---:|---:|---:|",
   ]
-  for candidates, ratio in result["spm_over_hash"].items():
-    h, s = result["latency"]["hash"][candidates], result["latency"]["spm"][candidates]
-    lines.append(
-      f"| {candidates} | {h['median_ms']:.2f} | {h['p99_ms']:.2f} | {s['median_ms']:.2f} | "
-      f"{s['p99_ms']:.2f} | {ratio['median_ms']:.2f}x | {ratio['p99_ms']:.2f}x |"
-    )
-  share = result["latency"].get("spm_semantic_id", {})
-  if share:
+  if suite in ("experiment", "paper"):
+    lines += latency_markdown(result)
+    names = [n for n in result["latency"] if not n.startswith(("hash", "spm@head"))]
+    lines.append("")
+    for label in ("serving_default", "predict_codes"):
+      group = [n for n in names if ("predict_codes" in n) == (label == "predict_codes")]
+      if group:
+        lines.append(
+          f"Target median <= {TARGET_RATIO}x hash at 100 and 1,000 candidates, {label}: "
+          f"{verdict(result, group)}."
+        )
+  else:
+    cases = result["profile"]
+    names = sorted({k for case in cases.values() for k in case["op_ms"]})
     lines += [
+      f"One SPM request of {result['candidates']} candidates (history on): op time per component, "
+      "ms (median of traced runs; ops on parallel threads add up to more than the wall time).",
       "",
-      "SPM ranker's `semantic_id` signature alone on the rows one request encodes "
-      "(candidates x (1 + history length)):",
-      "",
+      "| component | " + " | ".join(cases) + " |",
+      "|---|" + "---:|" * len(cases),
     ]
-    for candidates, cell in share.items():
-      lines.append(f"- {candidates} candidates: {cell['rows']} rows, {cell['median_ms']:.2f} ms")
-  verdict = "met" if result["meets_target"] else "NOT met"
-  lines += [
-    "",
-    f"Target SPM/hash median <= {result['target_ratio']}x at >= 100 candidates: {verdict}.",
-    "",
-    "| scheme | export size on disk |",
-    "|---|---:|",
-  ]
-  for scheme, size in result["export_size_bytes"].items():
-    lines.append(f"| {scheme} | {size / 1e6:.2f} MB |")
+    for name in names:
+      lines.append(
+        f"| {name} | "
+        + " | ".join(f"{c['op_ms'].get(name, 0.0):.2f}" for c in cases.values())
+        + " |"
+      )
+    lines.append(
+      "| **sum of op times** | "
+      + " | ".join(f"{sum(c['op_ms'].values()):.2f}" for c in cases.values())
+      + " |"
+    )
+    lines.append(
+      "| **wall time (traced)** | "
+      + " | ".join(f"{c['wall_ms']:.2f}" for c in cases.values())
+      + " |"
+    )
   return "\n".join(lines) + "\n"
-
-
-def plot(result: dict, path: str) -> None:
-  sizes = list(result["spm_over_hash"])
-  x = np.arange(len(sizes))
-  fig, ax = plt.subplots(figsize=(6, 4))
-  for offset, scheme in ((-0.2, "hash"), (0.2, "spm")):
-    medians = [result["latency"][scheme][c]["median_ms"] for c in sizes]
-    p99 = [result["latency"][scheme][c]["p99_ms"] for c in sizes]
-    ax.bar(x + offset, medians, width=0.4, label=f"{scheme} median")
-    ax.scatter(x + offset, p99, marker="_", s=200, color="black")
-  ax.set_xticks(x, [str(c) for c in sizes])
-  ax.set_xlabel("candidates per request")
-  ax.set_ylabel("latency per request (ms); dash = p99")
-  ax.set_yscale("log")
-  ax.set_title("serving_default latency: SPM-SID vs hash-ID")
-  ax.legend()
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
-
-
-def _atomic(path: str, write) -> None:
-  fd, temp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=os.path.splitext(path)[1])
-  os.close(fd)
-  write(temp)
-  os.replace(temp, path)
 
 
 def main(argv):
@@ -243,22 +477,26 @@ def main(argv):
       f"--repetitions must be positive and --warmup non-negative. Received: "
       f"{FLAGS.repetitions}, {FLAGS.warmup}"
     )
-  for name in ("spm_ranker_dir", "hash_ranker_dir"):
-    if FLAGS[name].value and not os.path.isdir(FLAGS[name].value):
-      raise app.UsageError(f"--{name}={FLAGS[name].value!r} is not a directory")
-  os.makedirs(FLAGS.output_dir, exist_ok=True)
-  result = run(FLAGS.output_dir)
-  base = os.path.join(FLAGS.output_dir, "serving_latency")
-  text = markdown(result)
-
-  def write_text(content):
-    return lambda p: open(p, "w").write(content)
-
-  _atomic(base + ".json", write_text(json.dumps(result, indent=1)))
-  _atomic(base + ".md", write_text(text))
-  _atomic(base + ".png", lambda p: plot(result, p))
+  if FLAGS.head_tree and not os.path.isdir(os.path.join(FLAGS.head_tree, "features")):
+    raise app.UsageError(f"--head_tree={FLAGS.head_tree!r} is not a checkout of this project")
+  work = os.path.join(FLAGS.output_dir, "work")
+  os.makedirs(work, exist_ok=True)
+  run = {"experiment": run_experiment, "paper": run_paper, "profile": run_profile}[FLAGS.suite]
+  result = run(work)
+  result["machine"] = {
+    "platform": platform.platform(),
+    "cpus": os.cpu_count(),
+    "tf": tf.__version__,
+  }
+  result["method"] = (
+    "tf.saved_model.load + signature call from Python, one user per request, exports round robin"
+  )
+  base = os.path.join(FLAGS.output_dir, FLAGS.suite)
+  text = markdown(FLAGS.suite, result)
+  io_utils.write_json(base + ".json", json.loads(json.dumps(result, default=str)))
+  io_utils.write_text(base + ".md", text)
   print(text)
-  print(f"wrote {base}.json, .md and .png")
+  print(f"wrote {base}.json and {base}.md")
 
 
 if __name__ == "__main__":

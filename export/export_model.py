@@ -4,7 +4,8 @@ Usage:
   python -m export.export_model --ranker_dir=runs/ranker_spm --output_dir=/tmp/serving/ranker
 
 Input contract (`--ranker_dir`): trainers.train_ranker's output directory (the ranker is rebuilt
-from its `ranker_config.json` and `checkpoint/`; its inputs come from `features.feature_spec`), or
+from its `ranker_config.json` and `checkpoint/`; its inputs come from `features.feature_spec`; a
+ranker with a semantic-ID part also gets `predict_codes`, which takes precomputed SIDs), or
 any SavedModel directory whose `serving_default` signature takes named batch-major tensors, among
 them `content_embedding` float32[None, D], and returns `ctr` [B] plus the second task's output
 [B]; an optional `semantic_id` signature (content_embedding -> codes [B, L]) is carried over. A
@@ -15,13 +16,16 @@ This module and `export.signatures` are the only places that build serving signa
 
 Output (`--output_dir`, TF Serving's base path for one model):
   BASE/<version>/                    SavedModel: `serving_default`, `predict_examples`,
-                                     `semantic_id` (see export/signatures.py), plus
+                                     `semantic_id`, `predict_codes` (export/signatures.py),
+                                     core TF ops only (no TF Text), plus
   BASE/<version>/assets.extra/tf_serving_warmup_requests   warm-up PredictionLogs.
   BASE/models.config                 ModelServerConfig (base_path = --server_base_path).
   BASE/batching_parameters.txt       BatchingParameters for --enable_batching.
 The version is one more than the highest existing version (or --version). The SavedModel is
 written to `BASE/.tmp-<version>-<pid>` and renamed into place only after it reloads and matches
-the ranker, so the model server never sees a half-written version. Re-running adds a version.
+the ranker (and `predict_codes` fed the export's own `semantic_id` codes matches
+`serving_default`), so the model server never sees a half-written version. Re-running adds a
+version.
 """
 
 from __future__ import annotations
@@ -34,12 +38,12 @@ from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the SentencePiece ops the ranker uses)
 import tqdm
 from absl import app, flags
 
 from export import contract_check, serving_assets, signatures
 from features import feature_spec
+from model import sid_item
 from trainers import job_flags, ranker_training
 
 TRAINING_ONLY_CHILDREN = ("optimizer",)
@@ -128,22 +132,47 @@ def drop_training_state(ranker: tf.Module) -> list[str]:
 
 def keras_serving_module(ranker, content_dim: int, max_batch_size: int) -> signatures.ServingModule:
   """Wraps a Keras ranker (`model.ranker.Ranker`) in the validated signatures: its inputs from the
-  feature spec, `semantic_id` when its item representation has a SID encoder."""
-  specs = ranker.input_specs(content_dim)
-  contract = signatures.ServingContract(
+  feature spec; with a semantic-ID part also `semantic_id` and `predict_codes` (the ranker traced
+  reading precomputed codes, `model.sid_item.reading`)."""
+  representation = ranker.item_representation
+  with sid_item.reading(representation, sid_item.CONTENT):
+    contract = _contract(ranker.input_specs(content_dim), ranker, max_batch_size)
+  encoder = getattr(representation, "sid_encoder", None)
+  if contract.embedding_key is None:
+    encoder = None
+  codes_contract, codes_fn = None, None
+  layers = sid_item.sid_items(representation)
+  if encoder is not None and len(layers) == 1:
+    with sid_item.reading(representation, sid_item.CODES):
+      specs = signatures.with_sid_length(ranker.input_specs(content_dim), layers[0].num_levels)
+    bounds = {k: layers[0].codebook_size for k in specs if k.endswith(feature_spec.CODES)}
+    codes_contract = _contract(specs, ranker, max_batch_size, bounds)
+
+    def codes_fn(features):
+      with sid_item.reading(representation, sid_item.CODES):
+        return ranker(features, training=False)
+
+  def predict_fn(features):
+    with sid_item.reading(representation, sid_item.CONTENT):
+      return ranker(features, training=False)
+
+  return signatures.ServingModule(
+    predict_fn=predict_fn,
+    contract=contract,
+    sid_fn=encoder,
+    trackables={"ranker": signatures.serving_state(ranker)},
+    codes_fn=codes_fn,
+    codes_contract=codes_contract,
+  )
+
+
+def _contract(specs, ranker, max_batch_size: int, bounds=None) -> signatures.ServingContract:
+  return signatures.ServingContract(
     input_specs={k: tf.TensorSpec(s.shape, s.dtype) for k, s in specs.items()},
     output_names=ranker.prediction_names,
     embedding_key=EMBEDDING_KEY if EMBEDDING_KEY in specs else None,
     max_batch_size=max_batch_size,
-  )
-  encoder = getattr(ranker.item_representation, "sid_encoder", None)
-  if contract.embedding_key is None:
-    encoder = None
-  return signatures.ServingModule(
-    predict_fn=lambda features: ranker(features, training=False),
-    contract=contract,
-    sid_fn=encoder,
-    trackables={"ranker": ranker},
+    value_bounds=bounds or {},
   )
 
 
@@ -210,8 +239,15 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
     steps.update()
     specs = module.contract.input_specs
     requests = [
-      ("serving_default", serving_assets.sample_inputs(specs, n)) for n in config.warmup_batch_sizes
+      (signatures.SIGNATURE_DEFAULT, serving_assets.sample_inputs(specs, n))
+      for n in config.warmup_batch_sizes
     ]
+    if module.codes_contract is not None:
+      codes = module.codes_contract
+      requests += [
+        (signatures.SIGNATURE_CODES, serving_assets.sample_inputs(codes.input_specs, n))
+        for n in config.warmup_batch_sizes
+      ]
     serving_assets.write_warmup_requests(temp, config.model_name, requests)
     steps.update()
     _verify(reference, temp, specs, config.tolerance)
@@ -237,13 +273,23 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
 
 def _verify(reference, export_dir: str, specs, tolerance: float) -> None:
   """Reloads the export and checks it predicts what the in-process ranker predicts on sample
-  rows (`reference`: a serving function taking the inputs as keyword arguments)."""
+  rows (`reference`: a serving function taking the inputs as keyword arguments), and that
+  `predict_codes` on the export's own `semantic_id` codes predicts what `serving_default` does."""
   inputs = {k: tf.constant(v) for k, v in serving_assets.sample_inputs(specs, 16, seed=1).items()}
   expected = reference(**inputs)
-  exported = tf.saved_model.load(export_dir).signatures["serving_default"](**inputs)
+  loaded = tf.saved_model.load(export_dir)
+  exported = loaded.signatures[signatures.SIGNATURE_DEFAULT](**inputs)
   diff = _max_diff({k: expected[k] for k in exported}, exported)
   if not diff <= tolerance:
     raise ValueError(f"The export differs from the ranker by {diff:.3g} > tolerance {tolerance}")
+  if signatures.SIGNATURE_CODES in loaded.signatures:
+    codes_inputs = serving_assets.codes_inputs(loaded, {k: v.numpy() for k, v in inputs.items()})
+    from_codes = loaded.signatures[signatures.SIGNATURE_CODES](**codes_inputs)
+    diff = _max_diff(exported, from_codes)
+    if not diff <= tolerance:
+      raise ValueError(
+        f"predict_codes differs from serving_default by {diff:.3g} > tolerance {tolerance}"
+      )
 
 
 def directory_size(path: str) -> int:

@@ -2,10 +2,14 @@
 
 The model server cannot be installed here, but the code path it uses to load and run a SavedModel
 can: `export/loader_check/load_and_run.cc` is compiled with g++ against the headers and shared
-libraries inside the `tensorflow` wheel, loads TF Text's op libraries with `TF_LoadLibrary` (the
-stock model server links them in), loads the export with the "serve" tag and runs a signature on
-inputs given in a file. The binary is cached under a build directory keyed by a hash of the source,
-the compiler flags and the TensorFlow version, so it compiles once (about 20-50 s on two cores).
+libraries inside the `tensorflow` wheel, loads the export with the "serve" tag once and runs
+signatures on inputs given in files. It loads no op library unless asked (`op_libraries`): the
+exports of this project hold core TF ops only, so they must run on the bare TensorFlow runtime, as
+on a model server whose TF Text is old or absent; the program reports every TF Text library mapped
+into its address space, which must be none. `tf_text_op_libraries()` finds TF Text's kernels for
+the one case that needs them (showing that a TF Text graph does not load without them). The binary
+is cached under a build directory keyed by a hash of the source, the compiler flags and the
+TensorFlow version, so it compiles once (about 20-50 s on two cores).
 
 Tensors cross the process boundary in a "named tensor list" file: b"NTL1", a little-endian uint32
 count, then per tensor a uint32 name length, the UTF-8 name, a uint64 length and a serialized
@@ -23,7 +27,7 @@ import shutil
 import struct
 import subprocess
 import tempfile
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -38,17 +42,21 @@ class LoaderCheckError(RuntimeError):
 
 @dataclasses.dataclass
 class RunResult:
-  """One run of the C++ loader.
+  """One signature run of the C++ loader.
 
   Attributes:
     status: "OK", or the failed `Session::Run` status, e.g. "INVALID_ARGUMENT: ...".
     outputs: Output alias -> array (empty unless status is OK).
     log: The program's stdout and stderr.
+    libraries_loaded: How many op libraries the program loaded with `TF_LoadLibrary`.
+    tf_text_mapped: TF Text libraries mapped into the program after its runs (paths).
   """
 
   status: str
   outputs: dict[str, np.ndarray]
   log: str
+  libraries_loaded: int = 0
+  tf_text_mapped: tuple[str, ...] = ()
 
   @property
   def ok(self) -> bool:
@@ -84,8 +92,13 @@ def read_named_tensors(path: str) -> dict[str, np.ndarray]:
   return tensors
 
 
-def op_libraries() -> list[str]:
-  """TF Text's kernel libraries (`tensorflow_text/python/ops/_*.so`), linked by the model server."""
+def tf_text_op_libraries() -> list[str]:
+  """TF Text's kernel libraries (`tensorflow_text/python/ops/_*.so`); only a graph with TF Text
+  ops needs them (this project's exports do not).
+
+  Raises:
+    LoaderCheckError: if tensorflow_text is not installed.
+  """
   spec = importlib.util.find_spec("tensorflow_text")
   if spec is None or not spec.submodule_search_locations:
     raise LoaderCheckError("tensorflow_text is not installed; its op libraries are needed")
@@ -158,37 +171,74 @@ def run_signature(
   inputs: Mapping[str, np.ndarray],
   signature: str = "serving_default",
   timeout_s: float = 300,
+  op_libraries: Sequence[str] = (),
 ) -> RunResult:
   """Loads `export_dir` with the C++ loader and runs `signature` on `inputs`.
 
   Raises:
     LoaderCheckError: The program could not load the libraries or the model.
   """
+  (result,) = run_signatures(binary, export_dir, [(signature, inputs)], timeout_s, op_libraries)
+  return result
+
+
+def run_signatures(
+  binary: str,
+  export_dir: str,
+  requests: Sequence[tuple[str, Mapping[str, np.ndarray]]],
+  timeout_s: float = 300,
+  op_libraries: Sequence[str] = (),
+) -> list[RunResult]:
+  """Loads `export_dir` once with the C++ loader and runs each `(signature, inputs)` request.
+
+  Args:
+    binary: The compiled loader (`build_binary`).
+    export_dir: A SavedModel directory.
+    requests: (signature name, input name -> array) pairs, run in order.
+    timeout_s: Limit for the whole program.
+    op_libraries: Op libraries to `TF_LoadLibrary` before loading; none by default.
+
+  Returns:
+    One `RunResult` per request.
+
+  Raises:
+    LoaderCheckError: The program could not load the libraries or the model.
+  """
   with tempfile.TemporaryDirectory() as work:
-    inputs_path, outputs_path = os.path.join(work, "inputs.ntl"), os.path.join(work, "outputs.ntl")
-    write_named_tensors(inputs_path, inputs)
-    command = [
-      binary,
-      f"--export_dir={export_dir}",
-      f"--inputs={inputs_path}",
-      f"--outputs={outputs_path}",
-      f"--signature={signature}",
-      *(f"--op_library={path}" for path in op_libraries()),
-    ]
+    command = [binary, f"--export_dir={export_dir}"]
+    command += [f"--op_library={path}" for path in op_libraries]
+    for i, (signature, inputs) in enumerate(requests):
+      inputs_path = os.path.join(work, f"inputs_{i}.ntl")
+      write_named_tensors(inputs_path, inputs)
+      command.append(f"--run={signature}:{inputs_path}:{os.path.join(work, f'outputs_{i}.ntl')}")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env)
     log = result.stdout + result.stderr
-    status = next(
-      (
-        line[len("RUN_STATUS: ") :]
-        for line in result.stdout.splitlines()
-        if line.startswith("RUN_STATUS: ")
-      ),
-      None,
-    )
-    if result.returncode not in (0, 2) or status is None:
+    lines = result.stdout.splitlines()
+    statuses = {}
+    for line in lines:
+      if line.startswith("RUN_STATUS "):
+        index, status = line[len("RUN_STATUS ") :].split(": ", 1)
+        statuses[int(index)] = status
+    if result.returncode not in (0, 2) or len(statuses) != len(requests):
       raise LoaderCheckError(
         f"The C++ loader failed (exit {result.returncode}) on {export_dir}:\n{log}"
       )
-    outputs = read_named_tensors(outputs_path) if result.returncode == 0 else {}
-  return RunResult(status=status, outputs=outputs, log=log)
+    loaded = int(_field(lines, "LOADED_LIBRARIES: ", "0"))
+    mapped = tuple(line.split(": ", 1)[1] for line in lines if line.startswith("TF_TEXT_LIBRARY: "))
+    return [
+      RunResult(
+        status=statuses[i],
+        outputs=(
+          read_named_tensors(os.path.join(work, f"outputs_{i}.ntl")) if statuses[i] == "OK" else {}
+        ),
+        log=log,
+        libraries_loaded=loaded,
+        tf_text_mapped=mapped,
+      )
+      for i in range(len(requests))
+    ]
+
+
+def _field(lines: Sequence[str], prefix: str, default: str) -> str:
+  return next((line[len(prefix) :] for line in lines if line.startswith(prefix)), default)

@@ -28,7 +28,7 @@ from google.protobuf import (
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
-from features import io_utils
+from features import feature_spec, io_utils
 
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MODEL_CONFIG_FILE = "models.config"
@@ -45,7 +45,8 @@ def sample_inputs(
   """Deterministic inputs matching `specs` (variable inner dims get `inner`).
 
   String rows include "" and a never-seen id, so warm-up and checks cover unknown ids too; float
-  inputs named `*mask` are all ones.
+  inputs named `*mask` are all ones; integers (SID codes among them) are 0 or 1, valid for any
+  codebook of K >= 2 codes.
   """
   rng = np.random.default_rng(seed)
   inputs = {}
@@ -67,6 +68,31 @@ def sample_inputs(
     else:
       raise ValueError(f"No sample data for input {name} of dtype {spec.dtype.name}")
   return inputs
+
+
+def codes_inputs(loaded, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The `predict_codes` inputs matching `serving_default` inputs: each content embedding
+  [B, (H,) D] becomes its SID [B, (H,) L] (`codes`, `history_codes`), computed by the export's own
+  `semantic_id` signature (once per distinct row); the other inputs are kept.
+
+  Args:
+    loaded: the export, as `tf.saved_model.load` returns it (with a `semantic_id` signature).
+    inputs: `serving_default` input name -> array.
+  """
+  semantic_id = loaded.signatures["semantic_id"]
+  (key,) = semantic_id.structured_input_signature[1]
+  out = {}
+  for name, value in inputs.items():
+    if not name.endswith(feature_spec.CONTENT_EMBEDDING):
+      out[name] = np.asarray(value)
+      continue
+    value = np.asarray(value, np.float32)
+    rows, index = np.unique(value.reshape(-1, value.shape[-1]), axis=0, return_inverse=True)
+    codes = semantic_id(**{key: tf.constant(rows)})[feature_spec.CODES].numpy()
+    shape = value.shape[:-1] + codes.shape[-1:]
+    codes_name = name[: -len(feature_spec.CONTENT_EMBEDDING)] + feature_spec.CODES
+    out[codes_name] = codes[index.reshape(-1)].reshape(shape)
+  return out
 
 
 def predict_request(

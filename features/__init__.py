@@ -20,6 +20,7 @@ __all__ = [
   "schema",
   "sid_ngram",
   "sid_prefix_ngram",
+  "sid_segmentation",
   "sid_spm",
   "sid_symbols",
   "sid_table",

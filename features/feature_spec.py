@@ -6,7 +6,8 @@ warm-up requests (`export/`) and the client all read the names and specs from he
 does for a TFX pipeline.
 
 Shapes are per example (no batch dimension); `D` is the content-embedding width and `H` the history
-length, both fixed by the data and the ranker's config:
+length, both fixed by the data and the ranker's config; `L` is the SID length and `T` the most
+subword tokens an item has (both fixed by the item representation):
 
 | name                        | dtype   | shape  | what                                         |
 |-----------------------------|---------|--------|----------------------------------------------|
@@ -19,7 +20,12 @@ length, both fixed by the data and the ranker's config:
 | `click`                     | float32 | []     | label of the click task                      |
 | `second_label`              | float32 | []     | label of the second task                     |
 | `ctr`                       | float32 | []     | output: p(click)                             |
-| `codes`                     | int32   | [L]    | output of `semantic_id`: the item's SID      |
+| `codes`                     | int32   | [L]    | the candidate's SID: output of `semantic_id`,|
+|                             |         |        | input of `predict_codes`                     |
+| `history_codes`             | int32   | [H, L] | the history items' SIDs (zeros = padding)    |
+| `sid_tokens`                | int64   | [T]    | training cache: the candidate's subword ids  |
+|                             |         |        | (-1 = no token)                              |
+| `history_sid_tokens`        | int64   | [H, T] | training cache: the history items' ids       |
 
 Example:
 >>> serving_specs(["user_id", "content_embedding"], content_dim=4)["content_embedding"]
@@ -43,12 +49,16 @@ CLICK = "click"
 SECOND_LABEL = "second_label"
 CTR = "ctr"
 CODES = "codes"
+HISTORY_CODES = HISTORY_PREFIX + CODES
+SID_TOKENS = "sid_tokens"
+HISTORY_SID_TOKENS = HISTORY_PREFIX + SID_TOKENS
 
 LABELS = (CLICK, SECOND_LABEL)
 # Symbolic dimensions of the shapes below.
 D = "D"
 H = "H"
 L = "L"
+T = "T"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,8 +68,8 @@ class Feature:
   Attributes:
     name: str. The key in feature dicts, signatures and `tf.Example`s.
     dtype: tf.DType.
-    shape: tuple of int or str. Per-example shape; "D", "H" and "L" stand for the content width,
-      the history length and the SID length.
+    shape: tuple of int or str. Per-example shape; "D", "H", "L" and "T" stand for the content
+      width, the history length, the SID length and the most subword tokens per item.
     doc: str. What it holds.
   """
 
@@ -88,6 +98,10 @@ FEATURES: Dict[str, Feature] = {
     Feature(TIMESTAMP, tf.int64, (), "Unix seconds of the interaction"),
     Feature(CLICK, tf.float32, (), "click label (0/1)"),
     Feature(SECOND_LABEL, tf.float32, (), "second task's label"),
+    Feature(CODES, tf.int32, (L,), "the candidate's semantic ID, coarse to fine"),
+    Feature(HISTORY_CODES, tf.int32, (H, L), "the history items' semantic IDs"),
+    Feature(SID_TOKENS, tf.int64, (T,), "cached subword ids of the candidate, -1 = no token"),
+    Feature(HISTORY_SID_TOKENS, tf.int64, (H, T), "cached subword ids of the history items"),
   )
 }
 

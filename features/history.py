@@ -11,9 +11,12 @@ H=10 costs 4 MB here, not 1.5 GB.
 Features added per batch (they are also the ranker's serving inputs):
   `history_item_id` string[B, H] ("" for padding), `history_content_embedding` float32[B, H, D]
   (zeros for padding), `history_mask` float32[B, H] (1 for a real item).
+With per-item features computed once for the catalogue (`item_features`, e.g. `codes` and
+`sid_tokens`), each batch also gets `history_<name>` [B, H, ...] (zeros for padding) beside the
+candidates' `<name>`; `content=False` leaves out both content embeddings.
 """
 
-from typing import Dict, Optional
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -80,15 +83,39 @@ def history_rows(
   return out.astype(np.int32)
 
 
-def lookup(rows: tf.Tensor, item_ids: tf.Tensor, embeddings: tf.Tensor) -> Dict[str, tf.Tensor]:
-  """History features from item rows int32[B, H] (-1 padding); see the module docstring."""
+def lookup(
+  rows: tf.Tensor,
+  item_ids: tf.Tensor,
+  embeddings: Optional[tf.Tensor],
+  item_features: Optional[Mapping[str, tf.Tensor]] = None,
+) -> Dict[str, tf.Tensor]:
+  """History features from item rows int32[B, H] (-1 padding); see the module docstring.
+
+  Args:
+    rows: int32[B, H]. Item-table rows, -1 for padding.
+    item_ids: string[n_items].
+    embeddings: Optional float32[n_items, D]; None leaves out `history_content_embedding`.
+    item_features: Optional name -> [n_items, ...]; adds `history_<name>` [B, H, ...].
+  """
   valid = rows >= 0
   safe = tf.maximum(rows, 0)
-  return {
+  out = {
     HISTORY_ITEM_ID: tf.where(valid, tf.gather(item_ids, safe), ""),
-    HISTORY_CONTENT_EMBEDDING: tf.gather(embeddings, safe) * tf.cast(valid, tf.float32)[..., None],
     HISTORY_MASK: tf.cast(valid, tf.float32),
   }
+  if embeddings is not None:
+    out[HISTORY_CONTENT_EMBEDDING] = _padded(tf.gather(embeddings, safe), valid)
+  for name, table in (item_features or {}).items():
+    out[feature_spec.history_key(name)] = _padded(tf.gather(table, safe), valid)
+  return out
+
+
+def _padded(values: tf.Tensor, valid: tf.Tensor) -> tf.Tensor:
+  """`values` [B, H, ...] with zeros where `valid` [B, H] is False."""
+  mask = tf.reshape(
+    valid, tf.concat([tf.shape(valid), tf.ones([values.shape.rank - 2], tf.int32)], 0)
+  )
+  return tf.where(mask, values, tf.zeros_like(values))
 
 
 def make_tf_dataset(
@@ -100,6 +127,8 @@ def make_tf_dataset(
   seed: int = 0,
   log: Optional[pd.DataFrame] = None,
   shuffle_buffer: int = 16_384,
+  item_features: Optional[Mapping[str, np.ndarray]] = None,
+  content: bool = True,
 ) -> tf.data.Dataset:
   """`features.pipeline.make_tf_dataset` plus the history features.
 
@@ -113,6 +142,10 @@ def make_tf_dataset(
     seed: int. Shuffle seed. Defaults to 0.
     log: Optional pd.DataFrame. Where histories come from; defaults to `dataset.interactions`.
     shuffle_buffer: int. Rows in the per-epoch shuffle buffer. Defaults to 16_384.
+    item_features: Optional mapping name -> array [n_items, ...] aligned with `dataset.items`: the
+      candidates get `name`, the history items `history_<name>` (see the module docstring).
+    content: bool. Include the candidates' and history items' content embeddings. Defaults to
+      True.
 
   Returns:
     A tf.data.Dataset of feature dicts (pipeline features + history features), in `interactions`
@@ -124,7 +157,9 @@ def make_tf_dataset(
   if shuffle:
     order = np.random.default_rng(seed).permutation(len(interactions))
   frame = interactions.iloc[order].reset_index(drop=True)
-  base = pipeline.make_tf_dataset(dataset, frame, batch_size=1024, shuffle=False).unbatch()
+  base = pipeline.make_tf_dataset(
+    dataset, frame, batch_size=1024, item_features=item_features, content=content
+  ).unbatch()
   if history_length:
     rows = tf.data.Dataset.from_tensor_slices(history_rows(dataset, frame, history_length, log))
     base = tf.data.Dataset.zip((base, rows)).map(lambda f, r: {**f, HISTORY_ROWS: r})
@@ -133,12 +168,13 @@ def make_tf_dataset(
   ds = base.batch(batch_size)
   if history_length:
     item_ids = tf.constant(dataset.items["item_id"].astype(str).to_numpy())
-    embeddings = tf.constant(dataset.embeddings, tf.float32)
+    embeddings = tf.constant(dataset.embeddings, tf.float32) if content else None
+    tables = pipeline.item_table_features(dataset, item_features)
 
     def add(features):
       features = dict(features)
       rows = features.pop(HISTORY_ROWS)
-      return {**features, **lookup(rows, item_ids, embeddings)}
+      return {**features, **lookup(rows, item_ids, embeddings, tables)}
 
     ds = ds.map(add, num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)

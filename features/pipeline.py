@@ -5,9 +5,13 @@ Each element is one dict (labels inside, as in the TFRS examples; the model pops
   `click` float32[B], `second_label` float32[B].
 The content embeddings are gathered per batch from the item table inside the pipeline, so a split of
 10M rows costs only its id columns in memory, not 10M copies of the embedding.
+
+Per-item features computed once for the whole catalogue (`item_features`, e.g. the SID `codes` and
+`sid_tokens` a frozen RQ-VAE gives every item: `model.sid_item.catalogue_inputs`) are gathered per
+batch the same way; `content=False` then leaves out the content embedding the model no longer reads.
 """
 
-from typing import Dict
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 import pandas as pd
@@ -49,6 +53,8 @@ def make_tf_dataset(
   shuffle: bool = False,
   seed: int = 0,
   drop_remainder: bool = False,
+  item_features: Optional[Mapping[str, np.ndarray]] = None,
+  content: bool = True,
 ) -> tf.data.Dataset:
   """Builds a batched tf.data pipeline over `interactions` (`dataset.interactions` or a split).
 
@@ -59,17 +65,22 @@ def make_tf_dataset(
     shuffle: bool. Shuffle rows each epoch (deterministically by `seed`). Defaults to False.
     seed: int. Shuffle seed. Defaults to 0.
     drop_remainder: bool. Drop the last partial batch. Defaults to False.
+    item_features: Optional mapping name -> array [n_items, ...] aligned with `dataset.items`
+      rows; each batch gets `name` [B, ...] of its candidates (`item_table_features`).
+    content: bool. Include `content_embedding`. Defaults to True.
 
   Returns:
     A `tf.data.Dataset` of feature dicts (see the module docstring).
 
   Raises:
-    ValueError: on a non-positive batch size. schema.SchemaError: on items without embeddings.
+    ValueError: on a non-positive batch size or item features of the wrong length.
+    schema.SchemaError: on items without embeddings.
   """
   if batch_size <= 0:
     raise ValueError(f"`batch_size` must be positive. Received: batch_size={batch_size}")
   columns = {k: tf.constant(v) for k, v in _columns(dataset, interactions).items()}
   table = tf.constant(dataset.embeddings, dtype=tf.float32)
+  extra = item_table_features(dataset, item_features)
   n = len(interactions)
   n_batches = n // batch_size if drop_remainder else -(-n // batch_size)
 
@@ -89,13 +100,36 @@ def make_tf_dataset(
 
   def to_features(rows):
     batch = {k: tf.gather(v, rows) for k, v in columns.items()}
-    return {
+    features = {
       fs.USER_ID: _as_string(batch["user_id"]),
       fs.ITEM_ID: _as_string(batch["item_id"]),
-      fs.CONTENT_EMBEDDING: tf.gather(table, batch["item_row"]),
       fs.TIMESTAMP: batch["timestamp"],
       fs.CLICK: batch["click"],
       fs.SECOND_LABEL: batch["second_label"],
     }
+    if content:
+      features[fs.CONTENT_EMBEDDING] = tf.gather(table, batch["item_row"])
+    features.update({k: tf.gather(v, batch["item_row"]) for k, v in extra.items()})
+    return features
 
   return ds.map(to_features, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def item_table_features(
+  dataset: schema.Dataset, item_features: Optional[Mapping[str, np.ndarray]]
+) -> Dict[str, tf.Tensor]:
+  """`item_features` as constant tensors, after checking each has one row per catalogue item.
+
+  Raises:
+    ValueError: naming a feature whose length is not `dataset.n_items`.
+  """
+  out = {}
+  for name, values in (item_features or {}).items():
+    values = np.asarray(values)
+    if values.ndim < 1 or len(values) != dataset.n_items:
+      raise ValueError(
+        f"`item_features[{name!r}]` must have one row per item ({dataset.n_items}). "
+        f"Received: shape={values.shape}"
+      )
+    out[name] = tf.constant(values)
+  return out

@@ -1,10 +1,17 @@
 """SentencePiece over semantic IDs (SPM-SID, Singh et al., RecSys 2024), inside the Keras graph.
 
-Each (level, code) pair is one private-use character (`sid_symbols`), an item's SID is the string of
-its L symbols, and TF Text's `SentencepieceTokenizer` splits it into learned pieces: frequent code
-runs are one piece, rare ones fall back to shorter pieces, down to single symbols. The model proto
-is held by the tokenizer's tracked resource, so it is saved inside the SavedModel (TF Serving links
-the TF Text ops) and never appears in the layer config.
+Each (level, code) pair is one private-use character (`sid_symbols`) and an item's SID is the string
+of its L symbols; a SentencePiece model trained on those strings (`spm_training`) splits a SID into
+learned pieces: frequent code runs are one piece, rare ones fall back to shorter pieces, down to
+single symbols.
+
+In the graph no string is built and no TF Text op runs: `sid_segmentation` looks the spans of the
+codes up in a trie of the model's pieces (a core `tf.lookup.StaticHashTable` with exact integer
+keys) and runs the model's own decoder (unigram Viterbi or BPE merges) over the L levels, giving
+exactly the piece ids of `sentencepiece.SentencePieceProcessor.encode`. The exported graph thus
+needs only core TF ops: it serves on TF Serving's stock image (which embeds an old TF Text) and on
+runtimes with no TF Text at all. The model proto never appears in the layer config: it is saved
+inside the SavedModel, in a tracked one-entry lookup table (`ModelProtoResource`), beside the trie.
 
 `check_model_proto` is the contract a model must meet (the trainer in `spm_training` produces such
 models): every single (level, code) symbol is its own piece, so no SID ever maps to the unknown
@@ -17,9 +24,8 @@ from typing import Dict
 import numpy as np
 import sentencepiece as spm
 import tensorflow as tf
-import tensorflow_text as tf_text
 
-from features import sid_ngram, sid_symbols
+from features import sid_ngram, sid_segmentation, sid_symbols
 
 
 def check_model_proto(model_proto: bytes, num_levels: int, codebook_size: int) -> Dict[str, int]:
@@ -79,13 +85,40 @@ def piece_lengths(model_proto: bytes) -> np.ndarray:
   )
 
 
-@tf.keras.utils.register_keras_serializable(package="semantic_ids")
-class SidSentencePiece(tf.keras.layers.Layer):
-  """Maps semantic IDs to SentencePiece piece ids for one embedding table of `vocab_size` rows.
+class ModelProtoResource(tf.Module):
+  """Keeps a model proto inside the SavedModel: a tracked one-entry lookup table, not a weight.
+
+  Calling it (also after `tf.saved_model.load`) returns the proto as a scalar string tensor.
 
   Args:
-    model_proto: bytes. Serialized SentencePiece model over SID symbols (see `spm_training`). Held
-      as a tracked TF resource (saved in the SavedModel), not in the config.
+    model_proto: bytes. The serialized SentencePiece model.
+  """
+
+  def __init__(self, model_proto: bytes):
+    super().__init__(name="model_proto")
+    self.table = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(
+        tf.constant([0], tf.int64), tf.constant([model_proto], tf.string)
+      ),
+      default_value=b"",
+    )
+
+  @tf.function(input_signature=[])
+  def __call__(self) -> tf.Tensor:
+    return self.table.lookup(tf.constant(0, tf.int64))
+
+
+@tf.keras.utils.register_keras_serializable(package="semantic_ids")
+class SidSentencePiece(tf.keras.layers.Layer):
+  """Maps semantic IDs to SentencePiece piece ids for one embedding table of `num_rows` rows.
+
+  The ids are exactly those of `sentencepiece.SentencePieceProcessor.encode` on the SID strings
+  (unigram and BPE models), computed with core TF ops only (see `sid_segmentation`).
+
+  Args:
+    model_proto: bytes. Serialized SentencePiece model over SID symbols (see `spm_training`). Saved
+      in the SavedModel (the piece trie and `model_proto_resource`, both tracked lookup tables), not
+      in the config.
     num_levels: int. L, codes per semantic ID.
     codebook_size: int. K, codes per level.
 
@@ -96,7 +129,8 @@ class SidSentencePiece(tf.keras.layers.Layer):
     tf.RaggedTensor int64 [B, (pieces)] of piece ids in [0, num_rows); 1 to L pieces per item.
 
   Raises:
-    ValueError: if the model fails `check_model_proto`.
+    ValueError: if the model fails `check_model_proto` or `sid_segmentation.build_piece_trie`
+      (word or char models, user-defined pieces, BPE with unused pieces).
   """
 
   def __init__(self, model_proto: bytes, num_levels: int, codebook_size: int, **kwargs):
@@ -111,8 +145,12 @@ class SidSentencePiece(tf.keras.layers.Layer):
     self.codebook_size = codebook_size
     self.num_rows = stats["vocab_size"]
     self.max_piece_length = stats["max_piece_length"]
+    self.max_tokens = num_levels  # Pieces are non-empty runs of levels: at most L per SID.
     self._model_proto = model_proto
-    self.tokenizer = tf_text.SentencepieceTokenizer(model=model_proto, out_type=tf.int32)
+    trie = sid_segmentation.build_piece_trie(model_proto, num_levels, codebook_size)
+    self.model_type = trie.model_type
+    self.segmenter = sid_segmentation.SidPieceSegmenter(trie, name="segmenter")
+    self.model_proto_resource = ModelProtoResource(model_proto)
 
   @classmethod
   def from_file(
@@ -129,9 +167,7 @@ class SidSentencePiece(tf.keras.layers.Layer):
 
   def call(self, codes: tf.Tensor) -> tf.RaggedTensor:
     codes = sid_ngram.checked_codes(codes, self.num_levels, self.codebook_size)
-    strings = sid_symbols.sid_strings_tf(codes, self.codebook_size)
-    pieces = self.tokenizer.tokenize(strings)
-    return pieces.with_values(tf.cast(pieces.values, tf.int64))
+    return self.segmenter(codes)
 
   def get_config(self) -> dict:
     config = super().get_config()

@@ -7,6 +7,14 @@ plus anything the writer adds. `write_sid_table` writes atomically (temp file in
 then `os.replace`); `read_sid_table` verifies the checksum, shapes and code range, and, when given,
 that the fingerprint is the expected one. The fingerprint is computed in `model/`
 (`model.rqvae.fingerprint`) and passed here as a string: `features/` never imports `model/`.
+
+A sharded table (written by the Beam job `trainers.beam_assign_sids`) is a set of such `.npz`
+shards plus one manifest, `PREFIX.manifest.json`, written last: the shared fields above (without
+`checksum`), and `shards`, one entry per shard file (its name relative to the manifest's folder,
+`n_items` and `checksum`). `read_sid_table(PREFIX)` (or the manifest's path) reads it as one table,
+sorted by item id, verifying every shard as above plus its entry in the manifest, and the totals;
+the shards of a run carry the run's id in their names, so a reader never mixes two runs. Paths go
+through `tf.io.gfile`, so gs:// and hdfs:// tables read too.
 """
 
 import dataclasses
@@ -15,14 +23,18 @@ import io
 import json
 import os
 import zipfile
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 import numpy as np
+import tensorflow as tf
 
 from features import io_utils
 
 FORMAT_VERSION = 1
 _ARRAYS = ("item_id", "codes", "collision_index")
+MANIFEST_SUFFIX = ".manifest.json"
+SHARDED_KIND = "sharded_sid_table"
+_SHARED_FIELDS = ("fingerprint", "num_levels", "codebook_size", "has_collision_index")
 
 
 class SidTableError(ValueError):
@@ -158,17 +170,109 @@ def write_sid_table(path: str, table: SidTable) -> None:
 
 
 def read_manifest(path: str) -> Dict[str, Any]:
-  """The manifest of the table at `path`, without verifying the arrays."""
+  """The manifest of the table at `path` (a .npz file, or a sharded table's prefix or manifest),
+  without verifying the arrays."""
+  manifest_path = sharded_manifest_path(path)
+  if manifest_path is not None:
+    return _read_sharded_manifest(manifest_path)
   return _load(path)[1]
 
 
+def sharded_manifest_path(path: str) -> Optional[str]:
+  """The manifest of the sharded table that `path` names (its prefix or the manifest itself), or
+  None when `path` is not a sharded table."""
+  if path.endswith(MANIFEST_SUFFIX):
+    return path
+  candidate = path + MANIFEST_SUFFIX
+  return candidate if tf.io.gfile.exists(candidate) else None
+
+
+def shard_file_name(prefix: str, run_id: str, shard: int, num_shards: int) -> str:
+  """Path of one shard of a sharded table: `PREFIX-RUN-SSSSS-of-NNNNN.npz`."""
+  return f"{prefix}-{run_id}-{shard:05d}-of-{num_shards:05d}.npz"
+
+
+def write_sharded_manifest(prefix: str, manifest: Dict[str, Any]) -> str:
+  """Writes `PREFIX.manifest.json` atomically (the commit point of a sharded table: write it after
+  every shard); returns its path."""
+  path = prefix + MANIFEST_SUFFIX
+  io_utils.write_json(path, dict(manifest, kind=SHARDED_KIND, format_version=FORMAT_VERSION))
+  return path
+
+
+def _read_sharded_manifest(path: str) -> Dict[str, Any]:
+  if not tf.io.gfile.exists(path):
+    raise SidTableError(
+      f"No sharded SID table at {path!r}. Write one with trainers.beam_assign_sids --output=..."
+    )
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      manifest = json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise SidTableError(f"Sharded SID table manifest {path!r} is corrupt: {e}") from e
+  missing = [k for k in (*_SHARED_FIELDS, "n_items", "shards") if k not in manifest]
+  if manifest.get("kind") != SHARDED_KIND or missing:
+    raise SidTableError(
+      f"{path!r} is not a sharded SID table manifest: kind={manifest.get('kind')!r}, missing "
+      f"fields {missing}."
+    )
+  return manifest
+
+
+def _read_shard(entry: Dict[str, Any], folder: str, manifest: Dict[str, Any], where: str):
+  name = entry.get("path", "")
+  shard = read_sid_table(os.path.join(folder, name), manifest.get("fingerprint"))
+  differing = [k for k in _SHARED_FIELDS if shard.manifest.get(k) != manifest.get(k)]
+  if shard.manifest.get("checksum") != entry.get("checksum"):
+    differing.append("checksum")
+  if len(shard.item_ids) != entry.get("n_items"):
+    differing.append("n_items")
+  if differing:
+    raise SidTableError(
+      f"{where}: shard {name!r} does not match its manifest entry (fields {differing}): it was "
+      "replaced or belongs to another run."
+    )
+  return shard
+
+
+def _read_sharded(path: str, expected_fingerprint: Optional[str]) -> SidTable:
+  manifest = _read_sharded_manifest(path)
+  where = f"Sharded SID table {path!r}"
+  if expected_fingerprint is not None and manifest["fingerprint"] != expected_fingerprint:
+    raise SidTableError(
+      f"{where} was made by another RQ-VAE: its fingerprint is {manifest['fingerprint']!r}, "
+      f"expected {expected_fingerprint!r}. Re-run trainers.beam_assign_sids with the RQ-VAE you "
+      "use."
+    )
+  folder = os.path.dirname(path)
+  shards: List[SidTable] = [_read_shard(e, folder, manifest, where) for e in manifest["shards"]]
+  num_levels = int(manifest["num_levels"])
+  ids = np.concatenate([s.item_ids for s in shards] + [np.zeros(0, np.int64)])
+  codes = np.concatenate([s.codes for s in shards] + [np.zeros((0, num_levels), np.int32)])
+  coll = None
+  if manifest["has_collision_index"]:
+    coll = np.concatenate([s.collision_index for s in shards] + [np.zeros(0, np.int32)])
+  order = np.argsort(ids, kind="stable")
+  table = SidTable(ids[order], codes[order], None if coll is None else coll[order], manifest)
+  _check_arrays(table, manifest["codebook_size"], where)
+  if len(ids) != manifest["n_items"]:
+    raise SidTableError(
+      f"{where} is corrupt: the manifest says n_items={manifest['n_items']}; its shards hold "
+      f"{len(ids)}."
+    )
+  table.manifest = dict(
+    manifest, checksum=checksum(table.item_ids, table.codes, table.collision_index)
+  )
+  return table
+
+
 def _load(path: str):
-  if not os.path.isfile(path):
+  if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
     raise SidTableError(
       f"No SID table at {path!r}. Write one with trainers.assign_sids --output=..."
     )
   try:
-    with open(path, "rb") as f:
+    with tf.io.gfile.GFile(path, "rb") as f:
       raw = f.read()
     with np.load(io.BytesIO(raw), allow_pickle=False) as data:
       arrays = {k: data[k] for k in data.files}
@@ -182,17 +286,23 @@ def _load(path: str):
 
 
 def read_sid_table(path: str, expected_fingerprint: Optional[str] = None) -> SidTable:
-  """Reads and verifies a table written by `write_sid_table`.
+  """Reads and verifies a table written by `write_sid_table`, or a sharded one.
 
   Args:
-    path: str. The .npz file.
+    path: str. The .npz file, or a sharded table's prefix or `PREFIX.manifest.json` (written by
+      `trainers.beam_assign_sids`; read as one table sorted by item id, its manifest's `checksum`
+      computed over the merged arrays).
     expected_fingerprint: Optional str. The fingerprint of the RQ-VAE the caller uses; a table made
       by another RQ-VAE is refused. Defaults to None (not checked).
 
   Raises:
-    SidTableError: if the file is missing or corrupt (unreadable, checksum or shape mismatch), or
-      its fingerprint differs from `expected_fingerprint`.
+    SidTableError: if the file (or a shard) is missing or corrupt (unreadable, checksum or shape
+      mismatch, a shard that does not match its manifest entry, item ids repeated across shards),
+      or its fingerprint differs from `expected_fingerprint`.
   """
+  manifest_path = sharded_manifest_path(path)
+  if manifest_path is not None:
+    return _read_sharded(manifest_path, expected_fingerprint)
   arrays, manifest = _load(path)
   table = SidTable(
     arrays["item_id"].astype(np.int64, copy=False),

@@ -4,6 +4,9 @@ The ID part memorises head items, the SID part carries what similar items taught
 `id_dropout` the ID vector of an example is zeroed at random during training, so the model also
 learns to rank from the SID part alone: a new item's ID row is untrained noise, and at serving it
 should count for little (ID dropout, as in DropoutNet, Volkovs et al. 2017).
+
+The SID part may read precomputed codes or subword ids instead of the content embedding
+(`model.sid_item.reading`); the hybrid's `feature_keys` follow it.
 """
 
 from typing import Any, Dict, Mapping
@@ -50,7 +53,11 @@ class HybridItem(item_representation.ItemRepresentation):
     self.id_part = id_part
     self.sid_part = sid_part
     self.id_dropout = id_dropout
-    self.feature_keys = tuple(dict.fromkeys(id_part.feature_keys + sid_part.feature_keys))
+
+  @property
+  def feature_keys(self):
+    """The inputs of both parts (they follow the SID part's `sid_input`, see `model.sid_item`)."""
+    return tuple(dict.fromkeys(self.id_part.feature_keys + self.sid_part.feature_keys))
 
   @property
   def sid_encoder(self):

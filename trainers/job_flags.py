@@ -8,6 +8,7 @@ turns the parsed flags into that dataclass. Groups:
   define_ranker_train    --epochs --batch_size --learning_rate --patience        -> TrainConfig
   define_ranker_model    --history --history_length --embedding_dim --table_rows -> RankerConfig
   define_sid             --rqvae_dir --sid_levels --sid_codebook_size --rqvae_epochs -> SidConfig
+  define_strategy        --strategy --ps_min_shard_bytes --ps_max_shards -> StrategyConfig
   trainers.item_flags    --hybrid_sid_scheme --id_dropout --token_dropout --table_initializer
   trainers.data_flags    the data flags
 
@@ -19,11 +20,12 @@ from typing import Iterable
 
 from absl import app, flags
 
-from trainers import artifacts, ranker_training
+from trainers import artifacts, distribute, ranker_training
 
 FLAGS = flags.FLAGS
 _TRAIN = ranker_training.TrainConfig()
 _SID = artifacts.SidConfig()
+_STRATEGY = distribute.StrategyConfig()
 
 
 def _once(name: str) -> bool:
@@ -86,6 +88,40 @@ def sid_config(seed: int) -> artifacts.SidConfig:
     codebook_size=FLAGS.sid_codebook_size,
     epochs=FLAGS.rqvae_epochs,
     seed=seed,
+  )
+
+
+def define_strategy() -> None:
+  """The tf.distribute flags (`trainers.distribute`); defaults are `distribute.StrategyConfig`'s."""
+  if not _once("strategy"):
+    return
+  flags.DEFINE_enum(
+    "strategy",
+    _STRATEGY.strategy,
+    [s.value for s in distribute.Strategy],
+    "tf.distribute strategy; the cluster comes from TF_CONFIG (multi_worker: every worker runs "
+    "this command; parameter_server: the chief trains, worker and ps tasks serve).",
+  )
+  flags.DEFINE_integer(
+    "ps_min_shard_bytes",
+    _STRATEGY.ps_min_shard_bytes,
+    "parameter_server: smallest shard of a variable split across the ps tasks.",
+  )
+  flags.DEFINE_integer(
+    "ps_max_shards", None, "parameter_server: most shards per variable (default: one per ps task)."
+  )
+
+
+def strategy_config() -> distribute.StrategyConfig:
+  check_positive(("ps_min_shard_bytes",))
+  if FLAGS.ps_max_shards is not None and FLAGS.ps_max_shards <= 0:
+    raise app.UsageError(
+      f"--ps_max_shards must be positive. Received: --ps_max_shards={FLAGS.ps_max_shards}"
+    )
+  return distribute.StrategyConfig(
+    strategy=FLAGS.strategy,
+    ps_min_shard_bytes=FLAGS.ps_min_shard_bytes,
+    ps_max_shards=FLAGS.ps_max_shards,
   )
 
 

@@ -23,8 +23,8 @@ import tensorflow as tf
 from features import history, io_utils, schema, splits
 from model import metrics as metrics_lib
 from model import ranker as ranker_lib
-from model import schemes
-from trainers import artifacts, run_dir
+from model import schemes, sid_item
+from trainers import artifacts, distribute, run_dir
 
 SPM_FILE = "spm.model"
 CONFIG_FILE = "ranker_config.json"
@@ -77,9 +77,41 @@ def build_ranker(
   return ranker_lib.build_ranker(representation, ranker_config)
 
 
-def make_dataset(dataset, frame, ranker_config, batch_size, shuffle=False, seed=0):
+def make_dataset(dataset, frame, ranker_config, batch_size, shuffle=False, seed=0, item_cache=None):
+  """Batches of `frame` for the ranker. With an `item_cache` (`catalogue_cache`), candidates and
+  history items carry their cached subword ids (`sid_tokens`, `history_sid_tokens`) instead of
+  content embeddings; the ranker must read them (`read_cache`)."""
   h = ranker_config.history_length if ranker_config.use_history else None
-  return history.make_tf_dataset(dataset, frame, batch_size, h, shuffle=shuffle, seed=seed)
+  cached = {"item_features": item_cache, "content": False} if item_cache else {}
+  return history.make_tf_dataset(
+    dataset, frame, batch_size, h, shuffle=shuffle, seed=seed, **cached
+  )
+
+
+def catalogue_cache(
+  dataset: schema.Dataset,
+  item_config: schemes.ItemRepresentationConfig,
+  sid_encoder: Optional[tf.keras.layers.Layer] = None,
+  spm_model_proto: Optional[bytes] = None,
+) -> Dict[str, np.ndarray]:
+  """Every catalogue item's subword ids under `item_config`'s SID part, computed once before fit
+  (the RQ-VAE is frozen and the tokenizers are deterministic): {"sid_tokens": int64[n_items, T]},
+  or {} for a scheme without a SID part."""
+  if not item_config.spec.uses_sid:
+    return {}
+  representation = schemes.create(
+    item_config, sid_encoder=sid_encoder, spm_model_proto=spm_model_proto
+  )
+  cache = sid_item.catalogue_inputs(representation, dataset.embeddings)
+  return {sid_item.TOKENS: cache[sid_item.TOKENS]} if cache else {}
+
+
+def read_cache(model: ranker_lib.Ranker, cache: Optional[Dict[str, np.ndarray]]):
+  """Makes `model`'s SID part read the cached subword ids when `cache` holds them, its content
+  embeddings otherwise; returns `model`."""
+  key = sid_item.TOKENS if cache and sid_item.TOKENS in cache else sid_item.CONTENT
+  sid_item.use_inputs(model.item_representation, key)
+  return model
 
 
 def predict(model: ranker_lib.Ranker, data: tf.data.Dataset) -> Dict[str, np.ndarray]:
@@ -162,12 +194,21 @@ def run_identity(
   )
 
 
-def _fit(model, train_ds, val_ds, train_config: TrainConfig, output_dir: str, extra=()):
+def _fit(
+  model,
+  train_ds,
+  val_ds,
+  train_config: TrainConfig,
+  output_dir: str,
+  extra=(),
+  steps_per_epoch=None,
+  validation_steps=None,
+):
   """`model.fit` with early stopping, BackupAndRestore, TensorBoard, the epoch log, the NaN
   guard and `extra` callbacks (last); returns (EpochLog, seconds)."""
   log = run_dir.EpochLog(output_dir, run_dir.previous_epochs(output_dir))
   callbacks = [
-    run_dir.RaiseOnNonFinite(),
+    distribute.non_finite_guard(model.distribute_strategy),
     tf.keras.callbacks.EarlyStopping(
       monitor="val_auc", mode="max", patience=train_config.patience, restore_best_weights=True
     ),
@@ -181,6 +222,8 @@ def _fit(model, train_ds, val_ds, train_config: TrainConfig, output_dir: str, ex
     train_ds,
     validation_data=val_ds,
     epochs=train_config.epochs,
+    steps_per_epoch=steps_per_epoch,
+    validation_steps=validation_steps,
     callbacks=callbacks,
     verbose=train_config.verbose,
   )
@@ -200,6 +243,7 @@ def fit_and_evaluate(
   save_model: bool = True,
   on_mismatch: str = "refuse",
   callbacks: Sequence[tf.keras.callbacks.Callback] = (),
+  strategy: Optional[tf.distribute.Strategy] = None,
 ) -> Dict[str, Any]:
   """Trains one ranker, scores validation and test, writes DIR's outputs; returns the metrics
   dict.
@@ -207,7 +251,8 @@ def fit_and_evaluate(
   A folder that already holds this finished run is reused as is; an unfinished one resumes; one
   made with other settings raises `run_dir.RunMismatchError` (`on_mismatch="refuse"`) or is
   cleared and retrained (`"replace"`); see `trainers.run_dir`. `callbacks` are added to
-  `model.fit`'s, after the job's own.
+  `model.fit`'s, after the job's own. `strategy` (`trainers.distribute`; default: none) is the
+  tf.distribute strategy the ranker is built and trained under.
 
   Raises:
     run_dir.RunMismatchError: see above.
@@ -223,21 +268,41 @@ def fit_and_evaluate(
     return done
   val_split = validation_split(split)
   bs = train_config.batch_size
-  train_ds = make_dataset(dataset, val_split.train, ranker_config, bs, True, train_config.seed)
-  val_ds = make_dataset(dataset, val_split.eval, ranker_config, 2048)
+  cache = catalogue_cache(dataset, item_config, sid_encoder, spm_model_proto)
+
+  def make_train():
+    return make_dataset(dataset, val_split.train, ranker_config, bs, True, train_config.seed, cache)
+
+  train_ds = make_train()
+  val_ds = make_dataset(dataset, val_split.eval, ranker_config, 2048, item_cache=cache)
   first = next(iter(train_ds))
+  strategy = strategy or tf.distribute.get_strategy()
+  inputs = distribute.fit_inputs(strategy, train_ds, val_ds, make_train, len(val_split.train), bs)
 
   def new_model():
-    tf.keras.utils.set_random_seed(train_config.seed)
-    model = build_ranker(item_config, ranker_config, sid_encoder, spm_model_proto)
-    model.compile(optimizer=tf.keras.optimizers.Adam(train_config.learning_rate))
-    model({k: first[k] for k in model.input_keys})  # builds it (BackupAndRestore needs variables)
+    with strategy.scope():
+      tf.keras.utils.set_random_seed(train_config.seed)
+      model = read_cache(
+        build_ranker(item_config, ranker_config, sid_encoder, spm_model_proto), cache
+      )
+      distribute.prepare_model(model)
+      model.compile(optimizer=distribute.adam(train_config.learning_rate, strategy))
+      model({k: first[k] for k in model.input_keys})  # builds it (BackupAndRestore needs variables)
     return model
 
   model = new_model()
   resuming = tf.io.gfile.exists(os.path.join(output_dir, run_dir.BACKUP_DIR))
   try:
-    log, train_time = _fit(model, train_ds, val_ds, train_config, output_dir, callbacks)
+    log, train_time = _fit(
+      model,
+      inputs.train,
+      inputs.validation,
+      train_config,
+      output_dir,
+      callbacks,
+      inputs.steps_per_epoch,
+      inputs.validation_steps,
+    )
   except run_dir.NonFiniteLossError:
     raise
   except (ValueError, IndexError, tf.errors.OpError) as e:
@@ -246,13 +311,24 @@ def fit_and_evaluate(
     print(f"{output_dir}: the backup cannot be restored ({type(e).__name__}: {e}); starting over")
     run_dir.discard_backup(output_dir)
     model = new_model()
-    log, train_time = _fit(model, train_ds, val_ds, train_config, output_dir, callbacks)
+    log, train_time = _fit(
+      model,
+      inputs.train,
+      inputs.validation,
+      train_config,
+      output_dir,
+      callbacks,
+      inputs.steps_per_epoch,
+      inputs.validation_steps,
+    )
   history = log.history()
   epochs_run = len(log.epochs)
   second = ranker_config.second_label_name
   known_fit = clicked_users(val_split.train)
   val_scores = predict(model, val_ds)
-  test_scores = predict(model, make_dataset(dataset, split.eval, ranker_config, 2048))
+  test_scores = predict(
+    model, make_dataset(dataset, split.eval, ranker_config, 2048, item_cache=cache)
+  )
   test_slices = row_slices(dataset, split.eval, split.train)
   result = {
     "identity": identity,
@@ -310,7 +386,8 @@ def save_ranker(
     tf.train.Checkpoint(model=model).write(os.path.join(tmp, "ckpt"))
   if spm_proto is not None:
     io_utils.write_bytes(os.path.join(output_dir, "assets", SPM_FILE), spm_proto)
-  specs = model.input_specs(content_dim)
+  with sid_item.reading(model.item_representation, sid_item.CONTENT):  # The serving inputs.
+    specs = model.input_specs(content_dim)
   config = {
     "format_version": FORMAT_VERSION,
     "model": tf.keras.layers.serialize(model),

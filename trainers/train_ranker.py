@@ -10,6 +10,12 @@ DIR/artifacts/); build the ranker from the scheme registry (`model.schemes`); `m
 progress, TensorBoard logs, early stopping on validation AUC and BackupAndRestore (a killed run
 resumes); score validation and test; write the outputs.
 
+`--strategy` trains under tf.distribute (`trainers.distribute`; the cluster from TF_CONFIG): with
+`multi_worker` every worker runs this same command and worker 0 writes DIR; with
+`parameter_server` the `chief` task runs it and the `worker` and `ps` tasks run the same command
+and serve, the large tables split across the ps tasks (where each variable lives: DIR/
+distribution.json, written under any strategy but `default`).
+
 Outputs in DIR (each written atomically):
   metrics.json        global AUC and GAUC per slice (all, warm, cold, and cold rows of users with
                       and without a training click), the second task's RMSE, rows per slice, train
@@ -31,7 +37,16 @@ from absl import app, flags
 
 from model import ranker as ranker_lib
 from model import schemes
-from trainers import artifacts, cli, data_flags, item_flags, job_flags, ranker_training, run_dir
+from trainers import (
+  artifacts,
+  cli,
+  data_flags,
+  distribute,
+  item_flags,
+  job_flags,
+  ranker_training,
+  run_dir,
+)
 
 
 def define_flags() -> None:
@@ -45,6 +60,7 @@ def define_flags() -> None:
   job_flags.define_sid()
   flags.DEFINE_string("spm_model", None, "SentencePiece model file for spm (else trained here).")
   job_flags.define_ranker_train()
+  job_flags.define_strategy()
   flags.DEFINE_float("second_weight", 0.1, "Weight of the second task's loss (click weight 1).")
   job_flags.define_output_dir(help_text="Where the ranker and metrics.json go.")
   flags.DEFINE_bool("overwrite", False, "Discard a run in --output_dir made with other settings.")
@@ -53,7 +69,7 @@ def define_flags() -> None:
 FLAGS = flags.FLAGS
 
 
-def configs_from_flags(dataset):
+def configs_from_flags(dataset, verbose: int = 1):
   if FLAGS.item_representation not in schemes.names():
     raise app.UsageError(
       f"--item_representation must be one of {list(schemes.names())}. "
@@ -70,19 +86,19 @@ def configs_from_flags(dataset):
     history_length=FLAGS.history_length,
     second_weight=FLAGS.second_weight,
   )
-  return item_config, ranker_config, job_flags.train_config(FLAGS.seed, verbose=1)
+  return item_config, ranker_config, job_flags.train_config(FLAGS.seed, verbose=verbose)
 
 
-def sid_inputs(dataset, split, item_config):
+def sid_inputs(dataset, split, item_config, output_dir):
   """(sid_encoder, spm_model_proto) for `item_config`: from --rqvae_dir / --spm_model, else made
-  (and cached) under DIR/artifacts."""
+  (and cached) under OUTPUT_DIR/artifacts."""
   spec = item_config.spec
   if not spec.uses_sid:
     return None, None
   cache = artifacts.SidArtifacts(
     dataset,
     split,
-    os.path.join(FLAGS.output_dir, "artifacts"),
+    os.path.join(output_dir, "artifacts"),
     job_flags.sid_config(FLAGS.seed),
     rqvae_dir=FLAGS.rqvae_dir,
   )
@@ -121,27 +137,37 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.output_dir:
     raise app.UsageError("--output_dir is required.")
+  strategy_config = job_flags.strategy_config()
+  distribute.serve_if_server_task(strategy_config)  # parameter_server's worker and ps tasks.
+  strategy = distribute.make_strategy(strategy_config)  # Before TensorFlow runs anything.
   dataset = data_flags.load()
   split = data_flags.split(dataset)
   print(f"data: {split.counts()}")
-  item_config, ranker_config, train_config = configs_from_flags(dataset)
-  if FLAGS.overwrite:
-    run_dir.clear(FLAGS.output_dir)
-  encoder, proto = sid_inputs(dataset, split, item_config)
-  result = ranker_training.fit_and_evaluate(
-    dataset,
-    split,
-    item_config,
-    ranker_config,
-    train_config,
-    FLAGS.output_dir,
-    sid_encoder=encoder,
-    spm_model_proto=proto,
-    data_description=data_flags.describe(),
-    callbacks=cli.interrupt_callbacks(),
-  )
+  verbose = 2 if distribute.uses_coordinator(strategy) else 1  # No progress bar there (Keras).
+  item_config, ranker_config, train_config = configs_from_flags(dataset, verbose)
+  with distribute.task_output_dir(FLAGS.output_dir) as output_dir:
+    if FLAGS.overwrite:
+      run_dir.clear(output_dir)
+    encoder, proto = sid_inputs(dataset, split, item_config, output_dir)
+    callbacks = cli.interrupt_callbacks()
+    if not distribute.is_default(strategy):
+      callbacks.insert(0, distribute.PlacementLog(output_dir, strategy_config))
+    result = ranker_training.fit_and_evaluate(
+      dataset,
+      split,
+      item_config,
+      ranker_config,
+      train_config,
+      output_dir,
+      sid_encoder=encoder,
+      spm_model_proto=proto,
+      data_description=data_flags.describe(),
+      callbacks=callbacks,
+      strategy=strategy,
+    )
   print(ranker_training.format_metrics(result))
-  print(f"wrote {os.path.join(FLAGS.output_dir, 'metrics.json')}")
+  if distribute.is_chief():
+    print(f"wrote {os.path.join(FLAGS.output_dir, 'metrics.json')}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,14 @@ Writes, under --output_dir:
                    the last finished epoch when re-run with the same flags; removed on success.
 Every file is written atomically. Re-running a finished run with the same settings does nothing;
 --overwrite starts again.
+
+--strategy trains under tf.distribute (`trainers.distribute`, the cluster from TF_CONFIG). With
+`parameter_server` the chief runs the job and each worker trains on its own shard of the batches,
+initialising and resetting the codebooks (on the ps tasks) from its batch, asynchronously.
+`mirrored` and `multi_worker` (every worker runs this command; worker 0 writes the outputs) average
+the replicas' gradients; with more than one replica they need --codebook_init=random
+--nodead_code_reset, since a replica cannot share the value it writes into a codebook inside the
+training step.
 """
 
 import dataclasses
@@ -19,7 +27,7 @@ import json
 import math
 import os
 import shutil
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import matplotlib
 
@@ -32,9 +40,10 @@ from absl import app, flags, logging  # noqa: E402
 
 from features import io_utils, schema  # noqa: E402
 from model import rqvae, rqvae_metrics  # noqa: E402
-from trainers import cli, data_flags, job_flags, run_dir  # noqa: E402
+from trainers import cli, data_flags, distribute, job_flags  # noqa: E402
 
 data_flags.define()
+job_flags.define_strategy()
 job_flags.define_output_dir(None, "Folder for the model, metrics.json and plots.")
 flags.DEFINE_integer("num_levels", 8, "L: codebooks (SID length). About 3-4 for ~10k items.")
 flags.DEFINE_integer("codebook_size", 2048, "K: codes per level. About 64-256 for ~10k items.")
@@ -207,8 +216,21 @@ def _check_run_dir(output_dir: str, run: Dict[str, Any]) -> bool:
   return False
 
 
-def train(dataset: schema.Dataset, output_dir: str) -> Dict[str, Any]:
+def build_model(config: rqvae.RQVAEConfig, strategy: tf.distribute.Strategy) -> rqvae.RQVAE:
+  """The compiled RQ-VAE, its variables made under `strategy` (see the module docstring)."""
+  if distribute.is_default(strategy):
+    return rqvae.build_rqvae(config)
+  with strategy.scope():
+    model = rqvae.build_rqvae(config)
+    model.compile(optimizer=distribute.adam(config.learning_rate, strategy))
+  return distribute.prepare_model(model)
+
+
+def train(
+  dataset: schema.Dataset, output_dir: str, strategy: Optional[tf.distribute.Strategy] = None
+) -> Dict[str, Any]:
   """Trains (or resumes) the RQ-VAE on `dataset` and writes everything under `output_dir`."""
+  strategy = strategy or tf.distribute.get_strategy()
   config = config_from_flags(dataset.embedding_dim)
   embeddings = training_embeddings(dataset, FLAGS.items)
   if len(embeddings) == 0:
@@ -226,12 +248,18 @@ def train(dataset: schema.Dataset, output_dir: str) -> Dict[str, Any]:
       return json.load(f)
   io_utils.write_json(os.path.join(output_dir, RUN_FILE), run)
   tf.keras.utils.set_random_seed(FLAGS.seed)
-  model = rqvae.build_rqvae(config)
-  data = (
-    tf.data.Dataset.from_tensor_slices(embeddings.astype(np.float32))
-    .shuffle(len(embeddings), seed=FLAGS.seed, reshuffle_each_iteration=True)
-    .batch(FLAGS.batch_size)
-    .prefetch(tf.data.AUTOTUNE)
+  model = build_model(config, strategy)
+
+  def make_data():
+    return (
+      tf.data.Dataset.from_tensor_slices(embeddings.astype(np.float32))
+      .shuffle(len(embeddings), seed=FLAGS.seed, reshuffle_each_iteration=True)
+      .batch(FLAGS.batch_size)
+      .prefetch(tf.data.AUTOTUNE)
+    )
+
+  inputs = distribute.fit_inputs(
+    strategy, make_data(), None, make_data, len(embeddings), FLAGS.batch_size
   )
   header = dict(run, n_train_items=int(len(embeddings)), n_items=int(dataset.n_items))
   writer = MetricsWriter(output_dir, header, config.num_levels)
@@ -239,12 +267,17 @@ def train(dataset: schema.Dataset, output_dir: str) -> Dict[str, Any]:
     f"training RQ-VAE L={config.num_levels} K={config.codebook_size} d={config.latent_dim} on "
     f"{len(embeddings):,} items (D={config.input_dim}) for {FLAGS.epochs} epochs"
   )
+  placement = []
+  if not distribute.is_default(strategy):
+    placement.append(distribute.PlacementLog(output_dir, job_flags.strategy_config()))
   model.fit(
-    data,
+    inputs.train,
     epochs=FLAGS.epochs,
-    verbose=FLAGS.verbose,
+    steps_per_epoch=inputs.steps_per_epoch,
+    verbose=2 if FLAGS.verbose == 1 and distribute.uses_coordinator(strategy) else FLAGS.verbose,
     callbacks=[
-      run_dir.RaiseOnNonFinite(),
+      *placement,
+      distribute.non_finite_guard(strategy),
       tf.keras.callbacks.BackupAndRestore(os.path.join(output_dir, BACKUP_SUBDIR)),
       rqvae.SidStatsCallback(_sample(embeddings, FLAGS.sid_stats_items, FLAGS.seed)),
       writer,
@@ -302,12 +335,34 @@ def _validate_flags() -> None:
     )
 
 
+def _check_strategy(strategy: tf.distribute.Strategy) -> None:
+  """Refuses synchronous replicas when training writes codebooks from a replica's own batch."""
+  replica_writes = FLAGS.codebook_init == "kmeans" or FLAGS.dead_code_reset
+  if (
+    replica_writes
+    and strategy.num_replicas_in_sync > 1
+    and not distribute.uses_coordinator(strategy)
+  ):
+    raise app.UsageError(
+      f"--strategy={FLAGS.strategy} runs {strategy.num_replicas_in_sync} synchronous replicas, "
+      "but the k-means codebook initialisation and the dead-code reset write codebooks from each "
+      "replica's own batch (inside the training step, where replicas cannot agree on one value). "
+      "Use --strategy=parameter_server (asynchronous: the codebooks live on the ps tasks), or "
+      "--codebook_init=random --nodead_code_reset."
+    )
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   _validate_flags()
   logging.set_verbosity(logging.WARNING)
-  train(data_flags.load(), FLAGS.output_dir)
+  strategy_config = job_flags.strategy_config()
+  distribute.serve_if_server_task(strategy_config)  # parameter_server's worker and ps tasks.
+  strategy = distribute.make_strategy(strategy_config)  # Before TensorFlow runs anything.
+  _check_strategy(strategy)
+  with distribute.task_output_dir(FLAGS.output_dir) as output_dir:
+    train(data_flags.load(), output_dir, strategy)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,26 @@
-// Loads a SavedModel the way tensorflow_model_server does and runs one signature through Session::Run.
+// Loads a SavedModel the way tensorflow_model_server does and runs signatures through Session::Run.
 //
 // Usage:
+//   load_and_run --export_dir=DIR --run=SIGNATURE:INPUTS:OUTPUTS [--run=...]... [--op_library=PATH]...
 //   load_and_run --export_dir=DIR --inputs=FILE --outputs=FILE [--signature=serving_default]
-//                [--op_library=PATH]...
 //
-// The op libraries (TF Text's kernels) are loaded with TF_LoadLibrary before the model, as the model
-// server has them linked in. Inputs and outputs use the "named tensor list" format shared with
+// The model is loaded once; each --run feeds one signature the tensors of an INPUTS file and writes
+// its outputs to OUTPUTS. Op libraries (custom kernels such as TF Text's) are loaded with
+// TF_LoadLibrary before the model only when given: a core-ops export needs none. After the runs the
+// program lists the TF Text libraries mapped into its address space (/proc/self/maps), to show that
+// none was loaded behind its back. Inputs and outputs use the "named tensor list" format shared with
 // export/loader_check.py: the magic "NTL1", a little-endian uint32 count, then per tensor a uint32 name
 // length, the name, a uint64 length and a serialized tensorflow.TensorProto.
 //
-// Exit status: 0 ok; 1 bad usage, a failed library load or a failed model load; 2 Session::Run failed
-// (the status, e.g. "INVALID_ARGUMENT: ...", is printed on a line starting with "RUN_STATUS:").
+// Output lines: "LOADED_LIBRARIES: n", "RUN_STATUS i: OK" or "RUN_STATUS i: <status>" per run (i from
+// 0), "TF_TEXT_MAPPED: n" and one "TF_TEXT_LIBRARY: path" line per mapped TF Text library.
+// Exit status: 0 every run ok; 1 bad usage, a failed library load or a failed model load; 2 a
+// Session::Run failed (its status, e.g. "INVALID_ARGUMENT: ...", is on its RUN_STATUS line).
 
 #include <cstdint>
 #include <fstream>
+#include <set>
+#include <sstream>
 #include <iostream>
 #include <map>
 #include <string>
@@ -101,11 +108,77 @@ bool Flag(const std::string& arg, const std::string& name, std::string* value) {
   return true;
 }
 
+struct Run {
+  std::string signature, inputs, outputs;
+};
+
+// "SIGNATURE:INPUTS:OUTPUTS" (paths without ':').
+bool ParseRun(const std::string& value, Run* run) {
+  const size_t first = value.find(':');
+  const size_t second = first == std::string::npos ? first : value.find(':', first + 1);
+  if (second == std::string::npos) return false;
+  run->signature = value.substr(0, first);
+  run->inputs = value.substr(first + 1, second - first - 1);
+  run->outputs = value.substr(second + 1);
+  return !run->signature.empty() && !run->inputs.empty() && !run->outputs.empty();
+}
+
+// The status of one Session::Run of `signature` on the tensors of `inputs_path`.
+std::string RunSignature(const tensorflow::SavedModelBundle& bundle, const Run& run, bool* wrote) {
+  *wrote = false;
+  const auto& signatures = bundle.meta_graph_def.signature_def();
+  const auto found = signatures.find(run.signature);
+  if (found == signatures.end()) return "NOT_FOUND: the SavedModel has no signature " + run.signature;
+  const tensorflow::SignatureDef& signature = found->second;
+  NamedTensors inputs;
+  std::string error;
+  if (!ReadTensors(run.inputs, &inputs, &error)) return "BAD_REQUEST_FILE: " + error;
+  std::vector<std::pair<std::string, tensorflow::Tensor>> feeds;
+  for (const auto& [alias, tensor] : inputs) {
+    const auto input = signature.inputs().find(alias);
+    if (input == signature.inputs().end()) {
+      return "INVALID_ARGUMENT: input tensor alias not found in signature: " + alias;
+    }
+    feeds.emplace_back(input->second.name(), tensor);
+  }
+  std::map<std::string, std::string> sorted_outputs;  // alias -> tensor name, in alias order
+  for (const auto& [alias, info] : signature.outputs()) sorted_outputs[alias] = info.name();
+  std::vector<std::string> fetches;
+  for (const auto& [alias, name] : sorted_outputs) fetches.push_back(name);
+  std::vector<tensorflow::Tensor> results;
+  absl::Status status = bundle.session->Run(feeds, fetches, {}, &results);
+  if (!status.ok()) {
+    std::ostringstream message;
+    message << status;
+    return message.str();
+  }
+  NamedTensors outputs;
+  size_t index = 0;
+  for (const auto& [alias, name] : sorted_outputs) outputs.emplace_back(alias, results[index++]);
+  *wrote = WriteTensors(run.outputs, outputs);
+  return *wrote ? "OK" : "INTERNAL: cannot write outputs file " + run.outputs;
+}
+
+// Mapped files whose path names TF Text (its op libraries live in tensorflow_text/python/ops/).
+std::set<std::string> MappedTfTextLibraries() {
+  std::set<std::string> found;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const size_t slash = line.find('/');
+    if (slash == std::string::npos) continue;
+    const std::string path = line.substr(slash);
+    if (path.find("tensorflow_text") != std::string::npos) found.insert(path);
+  }
+  return found;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string export_dir, inputs_path, outputs_path, signature_name = "serving_default", value;
   std::vector<std::string> libraries;
+  std::vector<Run> runs;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (Flag(arg, "export_dir", &export_dir) || Flag(arg, "inputs", &inputs_path) ||
@@ -116,12 +189,20 @@ int main(int argc, char** argv) {
       libraries.push_back(value);
       continue;
     }
-    std::cerr << "Unknown argument: " << arg << "\n";
+    Run run;
+    if (Flag(arg, "run", &value) && ParseRun(value, &run)) {
+      runs.push_back(run);
+      continue;
+    }
+    std::cerr << "Unknown or malformed argument: " << arg << "\n";
     return 1;
   }
-  if (export_dir.empty() || inputs_path.empty() || outputs_path.empty()) {
-    std::cerr << "Usage: load_and_run --export_dir=DIR --inputs=FILE --outputs=FILE"
-                 " [--signature=NAME] [--op_library=PATH]...\n";
+  if (!inputs_path.empty() && !outputs_path.empty()) {
+    runs.push_back({signature_name, inputs_path, outputs_path});
+  }
+  if (export_dir.empty() || runs.empty()) {
+    std::cerr << "Usage: load_and_run --export_dir=DIR --run=SIGNATURE:INPUTS:OUTPUTS [--run=...]"
+                 " [--op_library=PATH]...\n";
     return 1;
   }
 
@@ -143,54 +224,24 @@ int main(int argc, char** argv) {
       tensorflow::LoadSavedModel(session_options, run_options, export_dir, tags, &bundle);
   if (!load_status.ok()) {
     std::cerr << "LoadSavedModel(" << export_dir << ", {serve}) failed: " << load_status << "\n";
+    std::cout << "LOAD_STATUS: " << load_status << "\n";
     return 1;
   }
-  const auto& signatures = bundle.meta_graph_def.signature_def();
-  const auto found = signatures.find(signature_name);
-  if (found == signatures.end()) {
-    std::cerr << "The SavedModel has no signature " << signature_name << "\n";
-    return 1;
-  }
-  const tensorflow::SignatureDef& signature = found->second;
-  std::cout << "LOADED: " << export_dir << " signature=" << signature_name << "\n";
+  std::cout << "LOADED: " << export_dir << "\n";
 
-  NamedTensors inputs;
-  std::string error;
-  if (!ReadTensors(inputs_path, &inputs, &error)) {
-    std::cerr << error << "\n";
-    return 1;
-  }
-  std::vector<std::pair<std::string, tensorflow::Tensor>> feeds;
-  for (const auto& [alias, tensor] : inputs) {
-    const auto input = signature.inputs().find(alias);
-    if (input == signature.inputs().end()) {
-      std::cout << "RUN_STATUS: INVALID_ARGUMENT: input tensor alias not found in signature: " << alias
-                << "\n";
-      return 2;
+  bool all_ok = true;
+  for (size_t i = 0; i < runs.size(); ++i) {
+    bool wrote = false;
+    std::string status = RunSignature(bundle, runs[i], &wrote);
+    // One line per status: the Python side reads the first line of a multi-line message.
+    for (char& c : status) {
+      if (c == '\n') c = ' ';
     }
-    feeds.emplace_back(input->second.name(), tensor);
+    std::cout << "RUN_STATUS " << i << ": " << status << "\n";
+    all_ok = all_ok && wrote;
   }
-  std::map<std::string, std::string> sorted_outputs;  // alias -> tensor name, in alias order
-  for (const auto& [alias, info] : signature.outputs()) sorted_outputs[alias] = info.name();
-  std::vector<std::string> fetches;
-  for (const auto& [alias, name] : sorted_outputs) fetches.push_back(name);
-
-  std::vector<tensorflow::Tensor> results;
-  absl::Status run_status = bundle.session->Run(feeds, fetches, {}, &results);
-  if (!run_status.ok()) {
-    std::cout << "RUN_STATUS: " << run_status << "\n";
-    return 2;
-  }
-  std::cout << "RUN_STATUS: OK\n";
-  NamedTensors outputs;
-  size_t index = 0;
-  for (const auto& [alias, name] : sorted_outputs) {
-    std::cout << "OUTPUT " << alias << " " << results[index].DebugString(8) << "\n";
-    outputs.emplace_back(alias, results[index++]);
-  }
-  if (!WriteTensors(outputs_path, outputs)) {
-    std::cerr << "cannot write outputs file " << outputs_path << "\n";
-    return 1;
-  }
-  return 0;
+  const std::set<std::string> tf_text = MappedTfTextLibraries();
+  std::cout << "TF_TEXT_MAPPED: " << tf_text.size() << "\n";
+  for (const auto& path : tf_text) std::cout << "TF_TEXT_LIBRARY: " << path << "\n";
+  return all_ok ? 0 : 2;
 }

@@ -16,7 +16,6 @@ import time
 import grpc
 import numpy as np
 import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the SentencePiece ops for loading)
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 

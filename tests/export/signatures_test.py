@@ -1,4 +1,4 @@
-"""Tests for export/signatures.py: the three signatures on a loaded stand-in export, bad input."""
+"""Tests for export/signatures.py: the four signatures on a loaded stand-in export, bad input."""
 
 import os
 
@@ -30,6 +30,7 @@ class SignaturesTest(TestCase):
       "head": model(stand_in_model.sample_inputs(5)),
       "codes": model.sid_codes(stand_in_model.sample_inputs(4)["content_embedding"]),
     }
+    cls.codes_of_six = model.sid_codes(stand_in_model.sample_inputs(6)["content_embedding"]).numpy()
 
   @staticmethod
   def _unknown_users():
@@ -42,7 +43,9 @@ class SignaturesTest(TestCase):
 
   def test_signature_names_inputs_and_outputs(self):
     sigs = self.loaded.signatures
-    self.assertCountEqual(sigs.keys(), ["serving_default", "predict_examples", "semantic_id"])
+    self.assertCountEqual(
+      sigs.keys(), ["serving_default", "predict_examples", "semantic_id", "predict_codes"]
+    )
     default = sigs["serving_default"]
     inputs = default.structured_input_signature[1]
     self.assertEqual(inputs["content_embedding"].shape.as_list(), [None, 8])
@@ -54,6 +57,11 @@ class SignaturesTest(TestCase):
     self.assertEqual(list(sigs["predict_examples"].structured_input_signature[1]), ["examples"])
     self.assertEqual(sigs["semantic_id"].structured_outputs["codes"].shape.as_list(), [None, 2])
     self.assertEqual(sigs["semantic_id"].structured_outputs["codes"].dtype, tf.int32)
+    codes = sigs["predict_codes"].structured_input_signature[1]
+    self.assertCountEqual(codes, ["codes", "user_id", "item_id"])
+    self.assertEqual(codes["codes"].shape.as_list(), [None, 2])
+    self.assertEqual(codes["codes"].dtype, tf.int32)
+    self.assertCountEqual(sigs["predict_codes"].structured_outputs, ["ctr", "second_label"])
 
   def test_serving_default_matches_the_model(self):
     inputs = stand_in_model.sample_inputs(6)
@@ -139,6 +147,71 @@ class SignaturesTest(TestCase):
     embedding[0, 0] = np.nan
     with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "content_embedding.*finite"):
       self.loaded.signatures["semantic_id"](content_embedding=embedding)
+
+  def _codes_request(self, **changes):
+    inputs = stand_in_model.sample_inputs(6)
+    del inputs["content_embedding"]
+    return _tensors({**inputs, "codes": self.codes_of_six, **changes})
+
+  def test_predict_codes_matches_serving_default(self):
+    outputs = self.loaded.signatures["predict_codes"](**self._codes_request())
+    expected = self.serve(stand_in_model.sample_inputs(6))
+    self.assertAllClose(outputs["ctr"], expected["ctr"], atol=0)
+    self.assertAllClose(outputs["second_label"], expected["second_label"], atol=0)
+    empty = self.loaded.signatures["predict_codes"](
+      codes=tf.zeros([0, 2], tf.int32),
+      user_id=tf.zeros([0], tf.string),
+      item_id=tf.zeros([0], tf.string),
+    )
+    self.assertEqual(empty["ctr"].shape.as_list(), [0])
+
+  @parameterized.named_parameters(("too_large", 4), ("negative", -1))
+  def test_predict_codes_out_of_range_fails_naming_the_input(self, bad):
+    codes = self.codes_of_six.copy()
+    codes[3, 1] = bad
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"Input `codes`.*\[0, 4\)"):
+      self.loaded.signatures["predict_codes"](**self._codes_request(codes=codes))
+
+  def test_predict_codes_wrong_length_and_dtype_fail(self):
+    longer = np.concatenate([self.codes_of_six, self.codes_of_six[:, :1]], axis=1)
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"Input `codes`.*shape"):
+      self.loaded.signatures["predict_codes"](**self._codes_request(codes=longer))
+    with self.assertRaisesRegex((tf.errors.InvalidArgumentError, TypeError, ValueError), "int"):
+      self.loaded.signatures["predict_codes"](
+        **self._codes_request(codes=self.codes_of_six.astype(np.int64))
+      )
+    short = stand_in_model.sample_inputs(5)["user_id"]
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "user_id.*as many rows"):
+      self.loaded.signatures["predict_codes"](**self._codes_request(user_id=short))
+
+  def test_codes_contract_rejects_bad_arguments(self):
+    specs = {"codes": tf.TensorSpec([None, 2], tf.int32), "x": tf.TensorSpec([None], tf.float32)}
+    for bounds in ({"codes": 0}, {"x": 4}, {"missing": 4}):
+      with self.assertRaisesRegex(ValueError, "`value_bounds` must name integer inputs"):
+        signatures.ServingContract(specs, embedding_key=None, value_bounds=bounds)
+    model, module = stand_in_model.build()
+    with self.assertRaisesRegex(ValueError, "go together"):
+      signatures.ServingModule(lambda f: model(f), stand_in_model.contract(), codes_fn=lambda f: f)
+    with self.assertRaisesRegex(ValueError, "must have the outputs"):
+      signatures.ServingModule(
+        lambda f: model(f),
+        stand_in_model.contract(),
+        codes_fn=lambda f: f,
+        codes_contract=signatures.ServingContract(specs, ("ctr",), embedding_key=None),
+      )
+
+  def test_with_sid_length_fills_the_sid_axes_only(self):
+    specs = {
+      "codes": tf.TensorSpec([None, None], tf.int32),
+      "history_codes": tf.TensorSpec([None, 10, None], tf.int32),
+      "history_mask": tf.TensorSpec([None, 10], tf.float32),
+      "content_embedding": tf.TensorSpec([None, 8], tf.float32),
+    }
+    filled = signatures.with_sid_length(specs, 3)
+    self.assertEqual(filled["codes"].shape.as_list(), [None, 3])
+    self.assertEqual(filled["history_codes"].shape.as_list(), [None, 10, 3])
+    self.assertEqual(filled["history_mask"].shape.as_list(), [None, 10])
+    self.assertEqual(filled["content_embedding"].shape.as_list(), [None, 8])
 
   def test_example_spec_pads_variable_length_history(self):
     specs = {

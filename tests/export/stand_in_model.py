@@ -1,49 +1,37 @@
 """A small stand-in ranker for the export tests: SPM-SID item tokens + hashed ids -> two heads.
 
-It has the serving-relevant parts of the real ranker: a frozen content-embedding -> codes map, a
-`tensorflow_text.SentencepieceTokenizer` over the code string (a tiny SentencePiece model trained
-here with the `sentencepiece` library), hashed string ids and Dense heads; it returns
-`{"ctr": [B], "second_label": [B]}`.
+It has the serving-relevant parts of the real ranker: a frozen content-embedding -> codes map,
+`features.sid_spm.SidSentencePiece` over the codes (a tiny SID SentencePiece model trained here;
+core TF ops only), hashed string ids and Dense heads; it returns `{"ctr", "second_label"}` ([B]).
+Given precomputed `codes` instead of `content_embedding` it skips the codes map, so `build()` also
+serves `predict_codes`.
+
+`TfTextStandInRanker` is the same model tokenizing with TF Text's `SentencepieceTokenizer` (as the
+project did before its SIDs were segmented with core ops): the negative control showing that the
+contract check catches a graph that needs TF Text's kernels.
 """
 
-import io
-
 import numpy as np
-import sentencepiece as spm
 import tensorflow as tf
 import tensorflow_text as tf_text
 
 from export import signatures
+from features import sid_spm, sid_symbols, spm_training
 
 EMBEDDING_DIM = 8
 NUM_LEVELS = 2
 NUM_CODES = 4
-# One symbol per (level, code) pair, so a piece never mixes levels out of order.
-SYMBOLS = ("abcd", "efgh")
 SECOND_LABEL = "second_label"
 
 
 def train_spm(seed: int = 0) -> bytes:
-  """A unigram SentencePiece model over two-level code strings ("ae", "bf", ...); deterministic."""
+  """A unigram SID SentencePiece model (L=2, K=4) where frequent code pairs become pieces."""
   rng = np.random.default_rng(seed)
-  lines = []
-  for _ in range(400):
-    c1 = int(rng.integers(NUM_CODES))
-    c2 = c1 if rng.random() < 0.7 else int(rng.integers(NUM_CODES))  # frequent runs -> pieces
-    lines.append(SYMBOLS[0][c1] + SYMBOLS[1][c2])
-  writer = io.BytesIO()
-  spm.SentencePieceTrainer.train(
-    sentence_iterator=iter(lines),
-    model_writer=writer,
-    vocab_size=16,
-    model_type="unigram",
-    hard_vocab_limit=False,
-    character_coverage=1.0,
-    add_dummy_prefix=False,
-    minloglevel=2,
-    num_threads=1,
-  )
-  return writer.getvalue()
+  first = rng.integers(NUM_CODES, size=400)
+  second = np.where(rng.random(400) < 0.7, first, rng.integers(NUM_CODES, size=400))
+  codes = np.stack([first, second], axis=1)
+  config = spm_training.SpmTrainingConfig(vocab_size=NUM_LEVELS * NUM_CODES + 1 + 4)
+  return spm_training.train_sid_spm(codes, np.ones(len(codes)), NUM_CODES, config)
 
 
 class StandInRanker(tf.keras.Model):
@@ -55,40 +43,45 @@ class StandInRanker(tf.keras.Model):
     self.projection = tf.constant(
       rng.normal(size=(EMBEDDING_DIM, NUM_LEVELS * NUM_CODES)).astype("float32")
     )
-    self.tokenizer = tf_text.SentencepieceTokenizer(model=spm_model, out_type=tf.int32)
+    self.tokenizer = self.make_tokenizer(spm_model)
     self.user_buckets = user_buckets
     self.piece_embedding = tf.keras.layers.Embedding(64, 4, name="piece_embedding")
     self.user_embedding = tf.keras.layers.Embedding(user_buckets, 4, name="user_embedding")
-    self.content = tf.keras.layers.Dense(4, name="content")
     self.ctr_head = tf.keras.layers.Dense(1, activation="sigmoid", name="ctr_head")
     self.second_head = tf.keras.layers.Dense(1, name="second_head")
+
+  def make_tokenizer(self, spm_model: bytes):
+    return sid_spm.SidSentencePiece(spm_model, NUM_LEVELS, NUM_CODES, name="tokenizer")
+
+  def pieces(self, codes: tf.Tensor) -> tf.RaggedTensor:
+    return self.tokenizer(codes)
 
   def sid_codes(self, embedding: tf.Tensor) -> tf.Tensor:
     logits = tf.reshape(tf.matmul(embedding, self.projection), [-1, NUM_LEVELS, NUM_CODES])
     return tf.argmax(logits, axis=-1, output_type=tf.int32)
 
-  def sid_string(self, codes: tf.Tensor) -> tf.Tensor:
-    parts = [tf.gather(tf.constant(list(SYMBOLS[i])), codes[:, i]) for i in range(NUM_LEVELS)]
-    return tf.strings.join(parts)
-
   def call(self, features, training=False):
-    pieces = self.tokenizer.tokenize(self.sid_string(self.sid_codes(features["content_embedding"])))
-    item = tf.reduce_sum(self.piece_embedding(pieces), axis=1)
+    codes = features.get("codes")
+    if codes is None:
+      codes = self.sid_codes(features["content_embedding"])
+    item = tf.reduce_sum(self.piece_embedding(self.pieces(codes)), axis=1)
     user_ids = tf.strings.to_hash_bucket_fast(features["user_id"], self.user_buckets)
     item_ids = tf.strings.to_hash_bucket_fast(features["item_id"], self.user_buckets)
-    hidden = tf.concat(
-      [
-        item,
-        self.user_embedding(user_ids),
-        self.user_embedding(item_ids),
-        self.content(features["content_embedding"]),
-      ],
-      axis=-1,
-    )
+    hidden = tf.concat([item, self.user_embedding(user_ids), self.user_embedding(item_ids)], -1)
     return {
       "ctr": tf.squeeze(self.ctr_head(hidden), -1),
       SECOND_LABEL: tf.squeeze(self.second_head(hidden), -1),
     }
+
+
+class TfTextStandInRanker(StandInRanker):
+  """`StandInRanker` with TF Text's tokenizer over the SID strings (needs TF Text's kernels)."""
+
+  def make_tokenizer(self, spm_model: bytes):
+    return tf_text.SentencepieceTokenizer(model=spm_model, out_type=tf.int32)
+
+  def pieces(self, codes: tf.Tensor) -> tf.RaggedTensor:
+    return self.tokenizer.tokenize(sid_symbols.sid_strings_tf(codes, NUM_CODES))
 
 
 def contract(max_batch_size: int = 10_000) -> signatures.ServingContract:
@@ -103,15 +96,35 @@ def contract(max_batch_size: int = 10_000) -> signatures.ServingContract:
   )
 
 
-def build(max_batch_size: int = 10_000) -> tuple[StandInRanker, signatures.ServingModule]:
-  """The stand-in model (weights built) and a ServingModule wrapping it."""
-  model = StandInRanker(train_spm())
+def codes_contract(max_batch_size: int = 10_000) -> signatures.ServingContract:
+  """The contract of `predict_codes`: codes int32[B, L] in [0, K) instead of the embedding."""
+  return signatures.ServingContract(
+    input_specs={
+      "codes": tf.TensorSpec([None, NUM_LEVELS], tf.int32),
+      "user_id": tf.TensorSpec([None], tf.string),
+      "item_id": tf.TensorSpec([None], tf.string),
+    },
+    output_names=("ctr", SECOND_LABEL),
+    embedding_key=None,
+    max_batch_size=max_batch_size,
+    value_bounds={"codes": NUM_CODES},
+  )
+
+
+def build(
+  max_batch_size: int = 10_000, model_class=StandInRanker
+) -> tuple[StandInRanker, signatures.ServingModule]:
+  """The stand-in model (weights built) and a ServingModule wrapping it (all four signatures)."""
+  model = model_class(train_spm())
   model(sample_inputs(2))
+  predict = lambda features: model(features, training=False)  # noqa: E731
   module = signatures.ServingModule(
-    predict_fn=lambda features: model(features, training=False),
+    predict_fn=predict,
     contract=contract(max_batch_size),
     sid_fn=model.sid_codes,
     trackables={"model": model},
+    codes_fn=predict,
+    codes_contract=codes_contract(max_batch_size),
   )
   return model, module
 
@@ -125,9 +138,9 @@ def sample_inputs(batch: int, seed: int = 0) -> dict[str, np.ndarray]:
   }
 
 
-def export(export_dir: str, max_batch_size: int = 10_000) -> StandInRanker:
-  """Builds the stand-in and saves it with all three signatures to `export_dir`."""
-  model, module = build(max_batch_size)
+def export(export_dir: str, max_batch_size: int = 10_000, model_class=StandInRanker):
+  """Builds the stand-in and saves it with all four signatures to `export_dir`."""
+  model, module = build(max_batch_size, model_class)
   module.save(export_dir)
   return model
 

@@ -73,6 +73,22 @@ class HistoryTest(base.TestCase):
     self.assertAllClose(batch["history_content_embedding"][0], np.zeros((2, stand_ins.D)))
     self.assertAllEqual(batch["item_id"], [b"10", b"11", b"12"])
 
+  def test_item_features_reach_candidates_and_history(self):
+    data = _dataset([(1, 10, 1, 1, 0.5), (1, 11, 2, 1, 1.0), (1, 12, 3, 0, 2.0)])
+    tokens = np.arange(12, dtype=np.int64).reshape(6, 2) + 1  # item row r: [2r + 1, 2r + 2]
+    ds = history.make_tf_dataset(
+      data, data.interactions, 3, history_length=2, item_features={"sid_tokens": tokens},
+      content=False,
+    )  # fmt: skip
+    batch = next(iter(ds))
+    self.assertAllEqual(batch["sid_tokens"], [[1, 2], [3, 4], [5, 6]])
+    self.assertAllEqual(
+      batch["history_sid_tokens"], [[[0, 0], [0, 0]], [[1, 2], [0, 0]], [[3, 4], [1, 2]]]
+    )
+    self.assertAllEqual(batch["history_mask"], [[0, 0], [1, 0], [1, 1]])
+    self.assertNotIn("content_embedding", batch)
+    self.assertNotIn("history_content_embedding", batch)
+
   def test_shuffle_keeps_rows_aligned(self):
     data = stand_ins.toy_dataset(n_rows=50)
     ds = history.make_tf_dataset(

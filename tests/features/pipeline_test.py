@@ -50,6 +50,24 @@ class PipelineTest(base.TestCase):
     batch = next(iter(pipeline.make_tf_dataset(ds, inter, 3)))
     self.assertAllEqual(batch["user_id"], [b"a", b"b", b"c"])
 
+  def test_item_features_are_gathered_per_candidate(self):
+    ds = _dataset()
+    codes = np.array([[1, 2], [3, 4], [5, 6]], np.int32)  # items 10, 20, 30
+    batch = next(
+      iter(pipeline.make_tf_dataset(ds, ds.interactions, 3, item_features={"codes": codes}))
+    )
+    self.assertAllEqual(batch["codes"], [[5, 6], [1, 2], [3, 4]])
+    self.assertEqual(batch["codes"].dtype, tf.int32)
+    self.assertIn("content_embedding", batch)
+    lean = pipeline.make_tf_dataset(
+      ds, ds.interactions, 3, item_features={"codes": codes}, content=False
+    )
+    self.assertNotIn("content_embedding", next(iter(lean)))
+    with self.assertRaisesRegex(
+      ValueError, r"`item_features\['codes'\]` must have one row per item"
+    ):
+      pipeline.make_tf_dataset(ds, ds.interactions, 3, item_features={"codes": codes[:2]})
+
   def test_bad_batch_size_and_unknown_item(self):
     ds = _dataset()
     with self.assertRaisesRegex(ValueError, "Received: batch_size=0"):

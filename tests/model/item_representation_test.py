@@ -6,7 +6,8 @@ import os
 
 import numpy as np
 
-from model import dense_item, hash_item, hybrid_item, schemes, sid_item
+from model import dense_item, hash_item, hybrid_item, schemes, semantic_id_encoder, sid_item
+from model import ranker as ranker_lib
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from tests.base import tf
 from tests.model import ranker_stand_ins as stand_ins
@@ -61,11 +62,93 @@ class ItemRepresentationTest(base.TestCase):
     self.assertAllClose(layer({"content_embedding": x}), [table[1] + table[5], table[0] + table[3]])
     self.assertEqual(layer.table.name.split("/")[-1], "subword_embeddings:0")
 
+  def test_precomputed_codes_and_tokens_give_the_same_vectors(self):
+    layer = _sid(dim=4)
+    x = stand_ins.toy_batch(batch=6)["content_embedding"]
+    raw = layer({"content_embedding": x})
+    cache = layer.catalogue_inputs(x.numpy(), batch_size=4)
+    self.assertAllEqual(cache["codes"], layer.codes(x))
+    self.assertAllEqual(cache["sid_tokens"], layer.tokens(x))
+    self.assertEqual(cache["sid_tokens"].dtype, np.int64)
+    self.assertAllEqual(layer({"codes": tf.constant(cache["codes"])}), raw)
+    self.assertAllEqual(layer({"sid_tokens": tf.constant(cache["sid_tokens"])}), raw)
+    # -1 is no token: a padded row sums fewer rows.
+    padded = cache["sid_tokens"].copy()
+    padded[:, 1] = -1
+    table = layer.table.numpy()
+    self.assertAllClose(layer({"sid_tokens": tf.constant(padded)}), table[padded[:, 0]])
+
+  def test_small_sid_spaces_are_tabulated_exactly(self):
+    layer = _sid(dim=4)  # K^L = 9 SIDs.
+    self.assertIsNotNone(layer.token_table)
+    every = np.array([[a, b] for a in range(3) for b in range(3)], np.int32)
+    self.assertAllEqual(layer.tokens_of_codes(tf.constant(every)), layer._tokenize(every))
+    self.assertAllEqual(sid_item.sid_index(tf.constant(every), 3), np.arange(9))
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, r"`codes` must lie in \[0, "):
+      layer.tokens_of_codes(tf.constant([[0, 3]]))
+    big = semantic_id_encoder.SemanticIdEncoder(
+      num_levels=3, codebook_size=128, input_dim=4, latent_dim=4
+    )
+    large = sid_item.SidItem(big, stand_ins.UnigramStandIn(3, 128), embedding_dim=4)
+    self.assertIsNone(large.token_table)  # 128^3 SIDs > MAX_TABULATED_SIDS: the tokenizer runs.
+    table = sid_item.TokenTable(np.array([[0, -1], [5, 7]]), codebook_size=2, bits=4)
+    self.assertAllEqual(table(tf.constant([[0, 1], [0, 0]])), [[5, 7], [0, -1]])  # index 1, 0
+    self.assertIsNone(sid_item.TokenTable.bits_for(num_rows=2**40, max_tokens=2))
+
+  def test_reading_switches_the_inputs_and_restores_them(self):
+    hybrid = _representations()["hybrid"]
+    self.assertEqual(hybrid.feature_keys, ("item_id", "content_embedding"))
+    with sid_item.reading(hybrid, sid_item.CODES):
+      self.assertEqual(hybrid.feature_keys, ("item_id", "codes"))
+      self.assertEqual(hybrid.sid_part.feature_keys, ("codes",))
+    self.assertEqual(hybrid.feature_keys, ("item_id", "content_embedding"))
+    sid_item.use_inputs(hybrid, sid_item.TOKENS)
+    self.assertEqual(hybrid.feature_keys, ("item_id", "sid_tokens"))
+    sid_item.use_inputs(hash_item.HashItem(num_bins=4), sid_item.TOKENS)  # No SID part: no-op.
+    self.assertEqual(
+      sid_item.catalogue_inputs(hash_item.HashItem(num_bins=4), np.zeros((2, 4))), {}
+    )
+    with self.assertRaisesRegex(ValueError, "must be one of .*Received: 'ids'"):
+      sid_item.use_inputs(hybrid, "ids")
+    with self.assertRaisesRegex(KeyError, "needs features \\['sid_tokens'\\]"):
+      hybrid.sid_part({"item_id": tf.constant(["a"])})
+
+  def test_ranker_with_history_reads_cached_tokens(self):
+    """Candidates and history items through the user tower: the cached path equals the raw one."""
+    config = ranker_lib.RankerConfig(user_buckets=8, history_length=3, hidden_units=(4,))
+    model = ranker_lib.build_ranker(_sid(dim=4), config)
+    raw = stand_ins.toy_batch(batch=5)
+    expected = model(raw)
+    layer = model.item_representation
+    tokens = lambda x: layer.tokens(tf.reshape(x, [-1, stand_ins.D]))  # noqa: E731
+    cached = {k: v for k, v in raw.items() if "content_embedding" not in k}
+    cached["sid_tokens"] = tokens(raw["content_embedding"])
+    cached["history_sid_tokens"] = tf.reshape(tokens(raw["history_content_embedding"]), [5, 3, 2])
+    with sid_item.reading(layer, sid_item.TOKENS):
+      self.assertCountEqual(
+        model.input_keys, ["user_id", "sid_tokens", "history_sid_tokens", "history_mask"]
+      )
+      got = model(cached)
+    for name in expected:
+      self.assertAllEqual(got[name], expected[name])
+    self.assertIn("content_embedding", model.input_keys)
+
   def test_token_dropout_keeps_first_token(self):
     tokens = tf.ragged.constant([[1, 2, 3], [4]], dtype=tf.int64)
     dropped = sid_item.drop_tokens(tokens, rate=0.999999, seed=1)
     self.assertAllEqual(dropped.to_list(), [[1], [4]])
     self.assertAllEqual(sid_item.drop_tokens(tokens, rate=0.0).to_list(), tokens.to_list())
+    dense = tf.constant([[1, 2, 3], [4, -1, -1]], tf.int64)
+    self.assertAllEqual(
+      sid_item.drop_padded_tokens(dense, rate=0.999999, seed=1), [[1, -1, -1], [4, -1, -1]]
+    )
+    self.assertAllEqual(sid_item.drop_padded_tokens(dense, rate=0.0), dense)
+
+  def test_more_tokens_than_max_tokens_fail(self):
+    ragged = tf.ragged.constant([[1, 2, 3]], dtype=tf.int64)
+    self.assertAllEqual(sid_item.padded(ragged, 4), [[1, 2, 3, -1]])
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "more than max_tokens=2"):
+      sid_item.padded(ragged, 2)
 
   def test_hybrid_id_dropout_only_in_training(self):
     layer = hybrid_item.HybridItem(
