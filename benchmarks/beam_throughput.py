@@ -17,12 +17,12 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from benchmarks import distribute_procs
 from features import datasets, io_utils, sid_table, synthetic
 from model import rqvae
-from trainers import beam_assign_sids, job_flags
+from trainers import beam_assign_sids, beam_items, cli, job_flags
 
 flags.DEFINE_integer("items", 1_000_000, "Synthetic items.")
 flags.DEFINE_integer("dim", 128, "Content embedding width D.")
@@ -65,7 +65,7 @@ def _prepare(out: str):
   start = time.perf_counter()
   prefix = os.path.join(out, "items", "items")
   ids = dataset.items["item_id"].to_numpy()
-  beam_assign_sids.write_item_files(prefix, ids, dataset.embeddings, num_files=FLAGS.input_files)
+  beam_items.write_item_files(prefix, ids, dataset.embeddings, num_files=FLAGS.input_files)
   return model_dir, prefix + "-*", time.perf_counter() - start
 
 
@@ -167,4 +167,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

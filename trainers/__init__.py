@@ -15,6 +15,8 @@ __all__ = [
   "artifacts",
   "assign_sids",
   "beam_assign_sids",
+  "beam_items",
+  "beam_sid_pipeline",
   "cli",
   "data_flags",
   "describe_data",

@@ -11,8 +11,8 @@ r"""tf.distribute for the training jobs: one `--strategy` flag, the cluster from
                     (`serve_if_server_task` blocks in `tf.distribute.Server.join`). Variables of at
                     least 2 x `ps_min_shard_bytes` (the hash-ID, user-ID and SID-subword tables)
                     are split across the `ps` tasks by a `MinSizePartitioner`; the rest live on
-                    one. (A split SID-subword table needs its rows looked up with
-                    `tf.nn.embedding_lookup`, not `tf.gather`, in `model.sid_item`.)
+                    one. (`model.sid_item` reads subword rows with `tf.nn.embedding_lookup`,
+                    which looks a split table up shard by shard.)
 
 A parameter-server cluster's `worker` and `ps` tasks may also run the lighter
 `python -m trainers.distribute` (it only serves; any job's own command serves too).

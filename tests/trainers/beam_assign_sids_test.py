@@ -26,7 +26,7 @@ NO_BEAM = (
   "`bash scripts/setup_beam.sh` and `.venv-beam/bin/python -m pytest -q tests/trainers/beam_*`"
 )
 if HAS_BEAM:  # Conditional, so the core environment collects this file and skips.
-  from trainers import beam_assign_sids
+  from trainers import beam_assign_sids, beam_items, beam_sid_pipeline
 
 N_ITEMS, DIM = 3000, 16
 DATA = [
@@ -94,7 +94,7 @@ class BeamAssignSidsTest(base.TestCase):
     )
     ids = cls.dataset.items["item_id"].to_numpy()
     cls.tfrecords = os.path.join(cls.root, "items", "items")
-    beam_assign_sids.write_item_files(cls.tfrecords, ids, cls.dataset.embeddings, num_files=3)
+    beam_items.write_item_files(cls.tfrecords, ids, cls.dataset.embeddings, num_files=3)
 
   def _expected(self):
     """assign_sids' table, sorted by item id (the sharded table's order)."""
@@ -138,8 +138,8 @@ class BeamAssignSidsTest(base.TestCase):
   def test_parquet_input_in_process_and_the_table_feeds_train_spm(self):
     pattern = os.path.join(self.get_temp_dir(), "pq", "items")
     ids = self.dataset.items["item_id"].to_numpy()
-    fmt = beam_assign_sids.InputFormat.PARQUET
-    beam_assign_sids.write_item_files(pattern, ids, self.dataset.embeddings, fmt, num_files=2)
+    fmt = beam_items.InputFormat.PARQUET
+    beam_items.write_item_files(pattern, ids, self.dataset.embeddings, fmt, num_files=2)
     prefix = os.path.join(self.get_temp_dir(), "sids")
     manifest = self._run(pattern + "-*", prefix, num_shards=2)
     self.assertEqual(manifest["input_format"], "parquet")
@@ -215,7 +215,7 @@ class BeamAssignSidsTest(base.TestCase):
     self.assertEqual(sorted(os.listdir(folder)), before)
     # A replacement that fails at its commit leaves the old table whole, and no files of its own.
     with mock.patch.object(
-      beam_assign_sids.sid_table, "write_sharded_manifest", side_effect=OSError("disk full")
+      beam_sid_pipeline.sid_table, "write_sharded_manifest", side_effect=OSError("disk full")
     ):
       with self.assertRaises(Exception):
         self._run(f"{self.tfrecords}-*", prefix, overwrite=True)

@@ -6,7 +6,9 @@ import os
 from unittest import mock
 
 import numpy as np
+from tensorflow.python.distribute import sharded_variable  # Test-only: what ps hands a layer.
 
+from model import sid_item
 from tests import base
 from tests.base import tf
 from trainers import distribute, run_dir
@@ -163,6 +165,15 @@ class PiecesTest(base.TestCase):
     self.assertEqual([s["shape"] for s in placement["table"]["shards"]], [[4, 2], [3, 2]])
     self.assertEqual(placement["scalar:0"]["shape"], [])
     self.assertLen(placement["scalar:0"]["shards"], 1)
+
+  def test_sid_subword_pooling_reads_a_partitioned_table(self):
+    # Parameter servers hand the SID layers a ShardedVariable (rows 0-1 on one task, row 2 on the
+    # other); pooling must read it as one table, as tf.nn.embedding_lookup does.
+    table = sharded_variable.ShardedVariable(
+      [tf.Variable([[1.0, 2.0], [3.0, 4.0]]), tf.Variable([[5.0, 6.0]])]
+    )
+    tokens = tf.constant([[0, 2, -1], [1, -1, -1]], tf.int64)
+    self.assertAllClose(sid_item.sum_pool_padded(table, tokens), [[6.0, 8.0], [3.0, 4.0]])
 
   def test_task_output_dir(self):
     output = os.path.join(self.get_temp_dir(), "run")
