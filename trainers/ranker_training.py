@@ -290,10 +290,8 @@ def fit_and_evaluate(
       model({k: first[k] for k in model.input_keys})  # builds it (BackupAndRestore needs variables)
     return model
 
-  model = new_model()
-  resuming = tf.io.gfile.exists(os.path.join(output_dir, run_dir.BACKUP_DIR))
-  try:
-    log, train_time = _fit(
+  def fit(model):
+    return _fit(
       model,
       inputs.train,
       inputs.validation,
@@ -303,6 +301,11 @@ def fit_and_evaluate(
       inputs.steps_per_epoch,
       inputs.validation_steps,
     )
+
+  model = new_model()
+  resuming = tf.io.gfile.exists(os.path.join(output_dir, run_dir.BACKUP_DIR))
+  try:
+    log, train_time = fit(model)
   except run_dir.NonFiniteLossError:
     raise
   except (ValueError, IndexError, tf.errors.OpError) as e:
@@ -311,16 +314,7 @@ def fit_and_evaluate(
     print(f"{output_dir}: the backup cannot be restored ({type(e).__name__}: {e}); starting over")
     run_dir.discard_backup(output_dir)
     model = new_model()
-    log, train_time = _fit(
-      model,
-      inputs.train,
-      inputs.validation,
-      train_config,
-      output_dir,
-      callbacks,
-      inputs.steps_per_epoch,
-      inputs.validation_steps,
-    )
+    log, train_time = fit(model)
   history = log.history()
   epochs_run = len(log.epochs)
   second = ranker_config.second_label_name
