@@ -14,10 +14,10 @@ import time
 
 import pandas as pd
 import tqdm
-from absl import app, flags
+from absl import flags
 
 from features import io_utils, pipeline, schema, splits, synthetic
-from trainers import job_flags
+from trainers import cli, job_flags
 
 flags.DEFINE_integer("items", 1_000_000, "Synthetic items.")
 flags.DEFINE_integer("users", 100_000, "Synthetic users.")
@@ -101,4 +101,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -28,7 +28,7 @@ from absl import app, flags
 
 from benchmarks import distribute_procs
 from features import io_utils
-from trainers import job_flags
+from trainers import cli, job_flags
 
 flags.DEFINE_list("parts", ["multi_worker", "parameter_server"], "Which parts to run.")
 flags.DEFINE_integer("mw_items", 10_000, "Part 1: synthetic items.")
@@ -233,4 +233,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

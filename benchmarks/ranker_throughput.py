@@ -1,6 +1,6 @@
 """Training throughput (examples/s) of the ranker per item representation, relative to hashing.
 
-  python -m benchmarks.ranker_throughput --dataset=movielens --output_dir=/tmp/ranker_throughput
+  python -m benchmarks.ranker_throughput --dataset=movielens --output_dir=runs/ranker_throughput
 
 All schemes are measured in one process on the same interactions (the input pipeline is cached in
 memory first, so the figure is the model's training step: embedding lookups, history, DCN, both
@@ -13,7 +13,8 @@ step, as before the cache. Each (scheme, mode) gets `--warmup_steps` untimed ste
 reported, so drifting machine load hits every scheme alike. Besides wall-clock examples/s it
 reports examples per CPU-second of this process (`time.process_time`, all threads): on a machine
 shared with other jobs that figure moves much less than the wall clock. Writes throughput.json,
-throughput.md and throughput.png in --output_dir.
+throughput.md and throughput.png in --output_dir (default runs/ranker_throughput, under the
+repository's git-ignored runs/ when started from its root, as the other benchmarks).
 """
 
 import os
@@ -32,7 +33,14 @@ from model import (
   schemes,  # noqa: E402
   semantic_id_encoder,  # noqa: E402
 )
-from trainers import artifacts, data_flags, item_flags, job_flags, ranker_training  # noqa: E402
+from trainers import (  # noqa: E402
+  artifacts,
+  cli,
+  data_flags,
+  item_flags,
+  job_flags,
+  ranker_training,
+)
 
 data_flags.define()
 flags.DEFINE_list(
@@ -53,7 +61,7 @@ flags.DEFINE_list(
   "sid_inputs", ["cached", "content"], "SID schemes: cached subword ids and/or in-graph encoding."
 )
 item_flags.define()
-job_flags.define_output_dir("/tmp/ranker_throughput", "Where the results go.")
+job_flags.define_output_dir("runs/ranker_throughput", "Where the results go.")
 FLAGS = flags.FLAGS
 
 
@@ -204,4 +212,4 @@ def _plot(results, path):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -35,7 +35,7 @@ from absl import app, flags, logging  # noqa: E402
 
 from features import datasets, io_utils, synthetic  # noqa: E402
 from model import rqvae, rqvae_metrics, semantic_id_encoder, sid_analysis  # noqa: E402
-from trainers import job_flags  # noqa: E402
+from trainers import cli, job_flags  # noqa: E402
 
 job_flags.define_output_dir(None, "Where to write results.json, results.md and the PNGs.")
 flags.DEFINE_string("movielens_dir", None, "ml-latest-small folder (default: the shared copy).")
@@ -416,4 +416,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -44,7 +44,7 @@ from export import export_model, serving_assets, signatures
 from features import io_utils, spm_training
 from model import ranker as ranker_lib
 from model import schemes, semantic_id_encoder
-from trainers import artifacts, data_flags, job_flags, ranker_training
+from trainers import artifacts, cli, data_flags, job_flags, ranker_training
 
 import numpy as np
 import tensorflow as tf
@@ -500,4 +500,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

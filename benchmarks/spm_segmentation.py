@@ -23,6 +23,7 @@ import os  # noqa: I001  (features first: it selects Keras 2 before TensorFlow l
 import time
 from typing import Any, Callable, Dict, List, Sequence
 
+from benchmarks import synthetic_sids
 from features import io_utils, sid_spm, sid_symbols, spm_training
 
 import numpy as np
@@ -30,7 +31,7 @@ import sentencepiece as spm
 import tensorflow as tf
 import tensorflow_text as tf_text
 from absl import app, flags
-from trainers import job_flags
+from trainers import cli, job_flags
 
 job_flags.define_output_dir("runs/bench_spm_segmentation", "Where the JSON and markdown go.")
 flags.DEFINE_integer("num_items", 100_000, "Synthetic SIDs (L=8, K=2048) to train on and segment.")
@@ -41,20 +42,8 @@ flags.DEFINE_integer("repeats", 3, "Timed passes per method (the best is reporte
 flags.DEFINE_integer("seed", 0, "Seed of the synthetic SIDs.")
 FLAGS = flags.FLAGS
 
-NUM_LEVELS, CODEBOOK_SIZE = 8, 2048
+NUM_LEVELS, CODEBOOK_SIZE = synthetic_sids.NUM_LEVELS, synthetic_sids.CODEBOOK_SIZE
 LIBRARY = "sentencepiece library, strings -> ids"
-
-
-def synthetic_sids(num_items: int, seed: int):
-  """(codes int32[N, 8] with K=2048 and shared prefixes, Zipf impressions int64[N])."""
-  rng = np.random.default_rng(seed)
-  codes = np.zeros((num_items, NUM_LEVELS), np.int64)
-  codes[:, 0] = np.minimum(rng.zipf(1.2, num_items) - 1, CODEBOOK_SIZE - 1)
-  for level in range(1, NUM_LEVELS):
-    step = np.minimum(rng.zipf(1.2, num_items) - 1, CODEBOOK_SIZE - 1)
-    codes[:, level] = (codes[:, level - 1] * 7919 + step) % CODEBOOK_SIZE
-  impressions = np.minimum(rng.zipf(1.6, num_items), 1_000_000)
-  return codes.astype(np.int32), impressions.astype(np.int64)
 
 
 def best_items_per_second(run: Callable[[Any], Any], batches: Sequence[Any], items: int) -> float:
@@ -173,7 +162,7 @@ def main(argv: List[str]) -> None:
   for model_type in FLAGS.model_types:
     if model_type not in [t.value for t in spm_training.ModelType]:
       raise app.UsageError(f"--model_types: unknown type. Received: {model_type!r}")
-  codes, impressions = synthetic_sids(FLAGS.num_items, FLAGS.seed)
+  codes, impressions = synthetic_sids.synthetic_sids(FLAGS.num_items, FLAGS.seed)
   results = {
     "num_items": FLAGS.num_items,
     "batch_size": FLAGS.batch_size,
@@ -196,4 +185,4 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -26,8 +26,13 @@ import tensorflow as tf
 import tqdm
 from absl import app, flags
 
+from benchmarks import synthetic_sids
 from features import io_utils, sid_ngram, sid_prefix_ngram, sid_spm, spm_training
-from trainers import job_flags, train_spm  # train_spm defines --sids, --vocab_size, data flags.
+from trainers import (  # train_spm defines --sids, --vocab_size, data flags.
+  cli,
+  job_flags,
+  train_spm,
+)
 
 job_flags.define_output_dir("runs/bench_subword", "Where the JSON, markdown and PNG go.")
 flags.DEFINE_integer("num_items", 100_000, "Synthetic SIDs for throughput (and stats by default).")
@@ -36,19 +41,7 @@ flags.DEFINE_integer("batch_size", 4096, "Items per tokenization call in the thr
 flags.DEFINE_integer("repeats", 3, "Timed passes per scheme (the best is reported).")
 FLAGS = flags.FLAGS
 
-NUM_LEVELS, CODEBOOK_SIZE = 8, 2048
-
-
-def synthetic_sids(num_items: int, seed: int) -> Tuple[np.ndarray, np.ndarray]:
-  """(codes int32[N, 8] with K=2048 and shared prefixes, Zipf impressions int64[N])."""
-  rng = np.random.default_rng(seed)
-  codes = np.zeros((num_items, NUM_LEVELS), np.int64)
-  codes[:, 0] = np.minimum(rng.zipf(1.2, num_items) - 1, CODEBOOK_SIZE - 1)
-  for level in range(1, NUM_LEVELS):
-    step = np.minimum(rng.zipf(1.2, num_items) - 1, CODEBOOK_SIZE - 1)
-    codes[:, level] = (codes[:, level - 1] * 7919 + step) % CODEBOOK_SIZE
-  impressions = np.minimum(rng.zipf(1.6, num_items), 1_000_000)
-  return codes.astype(np.int32), impressions.astype(np.int64)
+NUM_LEVELS, CODEBOOK_SIZE = synthetic_sids.NUM_LEVELS, synthetic_sids.CODEBOOK_SIZE
 
 
 def spm_budget(num_levels: int, codebook_size: int) -> int:
@@ -158,7 +151,7 @@ def main(argv: List[str]) -> None:
   for name in ("num_items", "hash_rows", "batch_size", "repeats"):
     if FLAGS[name].value <= 0:
       raise app.UsageError(f"--{name} must be positive. Received: --{name}={FLAGS[name].value}")
-  synthetic = synthetic_sids(FLAGS.num_items, FLAGS.seed)
+  synthetic = synthetic_sids.synthetic_sids(FLAGS.num_items, FLAGS.seed)
   codes, impressions, codebook_size, source = _stats_inputs(synthetic)
   layers = build_layers(codes, impressions, codes.shape[1], codebook_size)
   bench_layers = layers if not FLAGS.sids else build_layers(*synthetic, NUM_LEVELS, CODEBOOK_SIZE)
@@ -186,4 +179,4 @@ def main(argv: List[str]) -> None:
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

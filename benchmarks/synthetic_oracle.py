@@ -14,7 +14,7 @@ from absl import app, flags
 
 from features import io_utils, splits, synthetic
 from model import metrics
-from trainers import data_flags, job_flags
+from trainers import cli, data_flags, job_flags
 
 data_flags.define()
 job_flags.define_output_dir("runs/synthetic_oracle", "Where results.json/results.md go.")
@@ -53,4 +53,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

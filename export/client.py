@@ -18,7 +18,10 @@ Example:
   ```
 
 CLI: `python -m export.client --protocol=grpc --address=localhost:8500 --model_name=ranker
---inputs_json=request.json` (a `{"input": [...]}` file as in the REST API) prints the outputs.
+--inputs_json=request.json` (a `{"input": [...]}` file as in the REST API) prints the outputs. It
+starts like every job (`trainers.cli.run`): a bad flag or inputs file ends it with one `error: ...`
+line and exit status 2, a failed call with `error: <ServingError subclass>: ...` and status 1; the
+traceback only with `--debug`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags
 from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+
+from trainers import cli
 
 
 class ServingError(RuntimeError):
@@ -365,4 +370,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -45,6 +45,7 @@ from tensorflow.core.protobuf import saved_model_pb2
 
 from export import loader_check, serving_assets, signatures
 from features import feature_spec
+from trainers import cli
 
 _PROJECT_PACKAGES = ("export", "model", "features", "trainers", "benchmarks", "tests")
 # Op types of TF Text's kernels look like `SentencepieceOp`, `TFText>RoundRobinTrim`, `WordpieceOp`.
@@ -438,4 +439,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

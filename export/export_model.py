@@ -22,17 +22,18 @@ Output (`--output_dir`, TF Serving's base path for one model):
   BASE/models.config                 ModelServerConfig (base_path = --server_base_path).
   BASE/batching_parameters.txt       BatchingParameters for --enable_batching.
 The version is one more than the highest existing version (or --version). The SavedModel is
-written to `BASE/.tmp-<version>-<pid>` and renamed into place only after it reloads and matches
-the ranker (and `predict_codes` fed the export's own `semantic_id` codes matches
-`serving_default`), so the model server never sees a half-written version. Re-running adds a
-version.
+written to a new temp folder in BASE with an unpredictable name (`features.io_utils.atomic_dir`:
+`tempfile.mkdtemp` locally; the server ignores it, it is not a number) and renamed into place only
+after it reloads and matches the ranker (and `predict_codes` fed the export's own `semantic_id`
+codes matches `serving_default`), so the model server never sees a half-written version; on any
+failure the temp folder is removed. Re-running adds a version. `--model_name` must be one plain
+path component (not empty, `.` or `..`, no `/`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import sys
 from typing import Sequence
 
@@ -42,12 +43,18 @@ import tqdm
 from absl import app, flags
 
 from export import contract_check, serving_assets, signatures
-from features import feature_spec
+from features import feature_spec, io_utils
 from model import sid_item
-from trainers import job_flags, ranker_training
+from trainers import cli, job_flags, ranker_training
 
 TRAINING_ONLY_CHILDREN = ("optimizer",)
 EMBEDDING_KEY = feature_spec.CONTENT_EMBEDDING
+PATH_COMPONENT_RULE = "one path component: not empty, '.' or '..', without '/' or '\\'"
+
+
+def is_path_component(name: str) -> bool:
+  """True when `name` is one safe path component (it names a folder: `/models/<name>`)."""
+  return name not in ("", ".", "..") and not any(c in name for c in "/\\\0")
 
 
 @dataclasses.dataclass
@@ -74,8 +81,11 @@ class ExportConfig:
   tolerance: float = 1e-5
 
   def __post_init__(self):
-    if not self.model_name or "/" in self.model_name:
-      raise ValueError(f"`model_name` must be a plain name. Received: {self.model_name!r}")
+    if not is_path_component(self.model_name):
+      raise ValueError(
+        f"`model_name` must be a plain name, {PATH_COMPONENT_RULE}. "
+        f"Received: model_name={self.model_name!r}"
+      )
     if self.version is not None and self.version < 1:
       raise ValueError(f"`version` must be positive. Received: version={self.version}")
     if any(size < 1 or size > self.max_batch_size for size in self.warmup_batch_sizes):
@@ -194,9 +204,8 @@ def serving_module(ranker: tf.Module, max_batch_size: int) -> signatures.Serving
 
 
 def next_version(base_dir: str) -> int:
-  versions = (
-    [int(d) for d in os.listdir(base_dir) if d.isdigit()] if os.path.isdir(base_dir) else []
-  )
+  names = tf.io.gfile.listdir(base_dir) if tf.io.gfile.isdir(base_dir) else []
+  versions = [int(d.rstrip("/")) for d in names if d.rstrip("/").isdigit()]
   return max(versions, default=0) + 1
 
 
@@ -227,14 +236,12 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
     module = serving_module(ranker, config.max_batch_size)
     reference = ranker.signatures["serving_default"]
   steps.update()
-  os.makedirs(output_dir, exist_ok=True)
+  tf.io.gfile.makedirs(output_dir)
   version = config.version or next_version(output_dir)
   final = os.path.join(output_dir, str(version))
-  if os.path.exists(final):
+  if tf.io.gfile.exists(final):
     raise FileExistsError(f"Version {version} already exists: {final}")
-  temp = os.path.join(output_dir, f".tmp-{version}-{os.getpid()}")
-  shutil.rmtree(temp, ignore_errors=True)
-  try:
+  with io_utils.atomic_dir(final, overwrite=False) as temp:
     module.save(temp)
     steps.update()
     specs = module.contract.input_specs
@@ -252,9 +259,6 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
     steps.update()
     _verify(reference, temp, specs, config.tolerance)
     steps.update()
-    os.rename(temp, final)
-  finally:
-    shutil.rmtree(temp, ignore_errors=True)
   base_path = config.server_base_path or f"/models/{config.model_name}"
   serving_assets.write_model_config(
     os.path.join(output_dir, serving_assets.MODEL_CONFIG_FILE),
@@ -328,19 +332,25 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.ranker_dir or not FLAGS.output_dir:
     raise app.UsageError("--ranker_dir and --output_dir are required")
+  if not is_path_component(FLAGS.model_name):
+    raise app.UsageError(
+      f"--model_name must be {PATH_COMPONENT_RULE}. Received: --model_name={FLAGS.model_name!r}"
+    )
   try:
     warmup = tuple(int(size) for size in FLAGS.warmup_batch_sizes)
-    config = ExportConfig(
-      model_name=FLAGS.model_name,
-      version=FLAGS.version,
-      max_batch_size=FLAGS.max_batch_size,
-      warmup_batch_sizes=warmup,
-      server_base_path=FLAGS.server_base_path,
-    )
-    export_dir = export(FLAGS.ranker_dir, FLAGS.output_dir, config)
-  except (ValueError, FileNotFoundError, FileExistsError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    sys.exit(2)
+  except ValueError:
+    raise app.UsageError(
+      "--warmup_batch_sizes must be integers. Received: "
+      f"--warmup_batch_sizes={','.join(FLAGS.warmup_batch_sizes)}"
+    ) from None
+  config = ExportConfig(
+    model_name=FLAGS.model_name,
+    version=FLAGS.version,
+    max_batch_size=FLAGS.max_batch_size,
+    warmup_batch_sizes=warmup,
+    server_base_path=FLAGS.server_base_path,
+  )
+  export_dir = export(FLAGS.ranker_dir, FLAGS.output_dir, config)
   loaded = tf.saved_model.load(export_dir)
   print(f"exported {export_dir} ({directory_size(export_dir) / 1e6:.2f} MB)")
   for name, function in loaded.signatures.items():
@@ -363,4 +373,4 @@ def main(argv):
 
 if __name__ == "__main__":
   define_flags()
-  app.run(main)
+  cli.run(main)

@@ -32,6 +32,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import tensorflow as tf
 
+from features import io_utils
+
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "loader_check", "load_and_run.cc")
 _MAGIC = b"NTL1"
 
@@ -154,14 +156,11 @@ def build_binary(build_dir: str | None = None) -> str:
   binary = os.path.join(build_dir, f"load_and_run-{key.hexdigest()[:16]}")
   if os.path.exists(binary):
     return binary
-  fd, temp = tempfile.mkstemp(dir=build_dir, prefix=".load_and_run-")
-  os.close(fd)
-  result = subprocess.run(_compile_command(temp), capture_output=True, text=True)
-  if result.returncode != 0:
-    os.unlink(temp)
-    tail = "\n".join(result.stderr.splitlines()[-30:])
-    raise LoaderCheckError(f"Compiling {SOURCE} failed (exit {result.returncode}):\n{tail}")
-  os.replace(temp, binary)
+  with io_utils.atomic_path(binary) as temp:  # A half-linked binary is never cached.
+    result = subprocess.run(_compile_command(temp), capture_output=True, text=True)
+    if result.returncode != 0:
+      tail = "\n".join(result.stderr.splitlines()[-30:])
+      raise LoaderCheckError(f"Compiling {SOURCE} failed (exit {result.returncode}):\n{tail}")
   return binary
 
 

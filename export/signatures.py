@@ -16,7 +16,8 @@ Signatures (`SIGNATURE_*` constants):
   * `serving_default`: one named tensor per contract input -> `ctr` float32[B] and the second task's
     output float32[B].
   * `predict_examples`: `examples` string[B] of serialized `tf.Example`s -> the same outputs; the
-    feature spec is derived from the contract's input specs (`example_feature_spec`).
+    feature spec is derived from the contract's input specs (`example_feature_spec`). The row limit
+    is checked on the serialized strings, before any of them is parsed (`check_example_count`).
   * `semantic_id`: `content_embedding` float32[B, D] -> `codes` int32[B, L] (only when the
     model has a semantic-ID encoder).
   * `predict_codes`: the inputs of `serving_default` with the content embeddings replaced by
@@ -252,6 +253,18 @@ def _example_dtype(dtype: tf.DType) -> tf.DType:
   raise ValueError(f"No tf.Example encoding for dtype {dtype.name}")
 
 
+def check_example_count(serialized: tf.Tensor, max_batch_size: int) -> tf.Tensor:
+  """`serialized` gated on holding at most `max_batch_size` strings, so an oversized request
+  fails (InvalidArgument naming the input) before the parser spends time and memory on it."""
+  check = tf.debugging.assert_less_equal(
+    tf.size(serialized, out_type=tf.int64),
+    tf.constant(max_batch_size, tf.int64),
+    message=f"Input `{EXAMPLES_KEY}` has more rows than max_batch_size={max_batch_size}; split it",
+  )
+  with tf.control_dependencies([check]):
+    return tf.identity(serialized)
+
+
 def parse_examples(
   serialized: tf.Tensor, specs: Mapping[str, tf.TensorSpec]
 ) -> dict[str, tf.Tensor]:
@@ -337,6 +350,7 @@ class ServingModule(tf.Module):
       return predict_outputs(self._predict_fn, dict(zip(order, tensors)), contract)
 
     def serve_examples(examples):
+      examples = check_example_count(examples, contract.max_batch_size)
       features = parse_examples(examples, contract.input_specs)
       return predict_outputs(self._predict_fn, features, contract)
 
@@ -372,5 +386,5 @@ class ServingModule(tf.Module):
     return {CODES_KEY: tf.identity(codes, name=CODES_KEY)}
 
   def save(self, export_dir: str) -> None:
-    """Writes a SavedModel with all signatures to `export_dir` (which must not exist yet)."""
+    """Writes a SavedModel with all signatures to `export_dir` (new, or an empty folder)."""
     tf.saved_model.save(self, export_dir, signatures=self.signatures())

@@ -2,10 +2,13 @@
 
 A file is written to a uniquely named temp file next to its target, then renamed over it
 (`atomic_path`, `write_bytes`, `write_text`, `write_json`). A folder is written into a unique temp
-folder next to its target, then swapped in (`atomic_dir`): the old folder is renamed aside, the new
-one renamed into place, and the old one deleted; if anything fails the old folder is put back.
-Everything goes through `tf.io.gfile`, so remote paths (gs://, hdfs://) work too (there a rename is
-a copy, as TensorFlow's own checkpoint writer accepts).
+folder next to its target (`temp_dir_next_to`), then swapped in (`atomic_dir`): the old folder is
+renamed aside, the new one renamed into place, and the old one deleted; if anything fails the old
+folder is put back (or, with `overwrite=False`, an existing target is refused). Temp names are never
+predictable: a local temp folder is made by `tempfile.mkdtemp` (created exclusively, so no other
+process can have made or linked it first), a remote one gets a random uuid. Everything else goes
+through `tf.io.gfile`, so remote paths (gs://, hdfs://) work too (there a rename is a copy, as
+TensorFlow's own checkpoint writer accepts).
 
 Example:
 >>> import tempfile
@@ -19,6 +22,7 @@ import contextlib
 import io
 import json
 import os
+import tempfile
 import uuid
 from typing import Any, Iterator
 
@@ -52,18 +56,64 @@ def atomic_path(path: str) -> Iterator[str]:
       _remove(tmp)
 
 
-@contextlib.contextmanager
-def atomic_dir(path: str) -> Iterator[str]:
-  """Yields a fresh, empty temp folder next to `path`; on success it replaces `path` (any old
-  folder there is swapped out and deleted), on error it is removed and `path` is left as it was."""
-  parent = os.path.dirname(path.rstrip("/")) or "."
+def is_local(path: str) -> bool:
+  """True for a path on the local file system (no `scheme://`, or `file://`)."""
+  return "://" not in path or path.startswith("file://")
+
+
+def _umask() -> int:
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError):
+    pass
+  mask = os.umask(0o022)  # Read it (there is no other portable way) and put it back.
+  os.umask(mask)
+  return mask
+
+
+def temp_dir_next_to(path: str) -> str:
+  """Makes and returns a new, empty folder with an unpredictable name in `path`'s parent folder.
+
+  Local paths: `tempfile.mkdtemp` (exclusive creation), then the permissions an ordinary
+  `makedirs` would give (mkdtemp's 0700 would hide the folder from, say, a model server running as
+  another user once it is renamed into place). Remote paths: a uuid-named folder.
+  """
+  path = path.rstrip("/")
+  parent = os.path.dirname(path) or "."
   tf.io.gfile.makedirs(parent)
-  tmp = _temp_name(path)
-  tf.io.gfile.makedirs(tmp)
+  if not is_local(path):
+    tmp = _temp_name(path)
+    tf.io.gfile.makedirs(tmp)
+    return tmp
+  scheme = "file://" if parent.startswith("file://") else ""
+  tmp = tempfile.mkdtemp(
+    prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=parent[len(scheme) :]
+  )
+  os.chmod(tmp, 0o777 & ~_umask())
+  return scheme + tmp
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
+  """Yields a fresh, empty temp folder next to `path` (`temp_dir_next_to`); on success it replaces
+  `path` (any old folder there is swapped out and deleted), on error it is removed and `path` is
+  left as it was.
+
+  Args:
+    path: The folder to write.
+    overwrite: bool. False: raise FileExistsError (and keep the new folder out) if `path` exists
+      when the folder is complete. Defaults to True.
+  """
+  tmp = temp_dir_next_to(path)
   try:
     yield tmp
     old = None
     if tf.io.gfile.exists(path):
+      if not overwrite:
+        raise FileExistsError(f"{path} already exists")
       old = _temp_name(path) + ".old"
       tf.io.gfile.rename(path, old)
     try:

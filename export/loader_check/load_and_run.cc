@@ -12,6 +12,12 @@
 // export/loader_check.py: the magic "NTL1", a little-endian uint32 count, then per tensor a uint32 name
 // length, the name, a uint64 length and a serialized tensorflow.TensorProto.
 //
+// Before Session::Run each input's rank is checked against the signature's TensorInfo: a wrong rank
+// fails with "INVALID_ARGUMENT: input `NAME` of signature SIG must have rank R, shape [?,8];
+// received shape [8]" instead of the message of whichever kernel meets it first ("In[0] is not a
+// matrix"). Inner sizes are left to the graph's own checks (the signatures validate them in-graph,
+// as the model server does not), so a wrong width still tests the export, not this program.
+//
 // Output lines: "LOADED_LIBRARIES: n", "RUN_STATUS i: OK" or "RUN_STATUS i: <status>" per run (i from
 // 0), "TF_TEXT_MAPPED: n" and one "TF_TEXT_LIBRARY: path" line per mapped TF Text library.
 // Exit status: 0 every run ok; 1 bad usage, a failed library load or a failed model load; 2 a
@@ -123,6 +129,39 @@ bool ParseRun(const std::string& value, Run* run) {
   return !run->signature.empty() && !run->inputs.empty() && !run->outputs.empty();
 }
 
+// "[?,8]" for a signature's shape (-1: any size), "unknown" when its rank is unknown.
+std::string ShapeString(const tensorflow::TensorShapeProto& shape) {
+  if (shape.unknown_rank()) return "unknown";
+  std::string out = "[";
+  for (int i = 0; i < shape.dim_size(); ++i) {
+    if (i > 0) out += ",";
+    out += shape.dim(i).size() < 0 ? "?" : std::to_string(shape.dim(i).size());
+  }
+  return out + "]";
+}
+
+// "[6,8]" for a tensor's shape.
+std::string ShapeString(const tensorflow::Tensor& tensor) {
+  std::string out = "[";
+  for (int i = 0; i < tensor.dims(); ++i) {
+    if (i > 0) out += ",";
+    out += std::to_string(tensor.dim_size(i));
+  }
+  return out + "]";
+}
+
+// An INVALID_ARGUMENT status naming `alias` when `tensor`'s rank is not the one `info` declares;
+// empty when it fits (or the signature leaves the rank open).
+std::string CheckRank(const std::string& signature, const std::string& alias,
+                      const tensorflow::TensorInfo& info, const tensorflow::Tensor& tensor) {
+  const tensorflow::TensorShapeProto& expected = info.tensor_shape();
+  if (!info.has_tensor_shape() || expected.unknown_rank()) return "";
+  if (tensor.dims() == expected.dim_size()) return "";
+  return "INVALID_ARGUMENT: input `" + alias + "` of signature " + signature + " must have rank " +
+         std::to_string(expected.dim_size()) + ", shape " + ShapeString(expected) +
+         "; received shape " + ShapeString(tensor);
+}
+
 // The status of one Session::Run of `signature` on the tensors of `inputs_path`.
 std::string RunSignature(const tensorflow::SavedModelBundle& bundle, const Run& run, bool* wrote) {
   *wrote = false;
@@ -139,6 +178,8 @@ std::string RunSignature(const tensorflow::SavedModelBundle& bundle, const Run& 
     if (input == signature.inputs().end()) {
       return "INVALID_ARGUMENT: input tensor alias not found in signature: " + alias;
     }
+    const std::string rank_error = CheckRank(run.signature, alias, input->second, tensor);
+    if (!rank_error.empty()) return rank_error;
     feeds.emplace_back(input->second.name(), tensor);
   }
   std::map<std::string, std::string> sorted_outputs;  // alias -> tensor name, in alias order

@@ -1,9 +1,15 @@
 """Bad-input probes of the command lines (flags that do not apply, out-of-range values) and of the
 REST client (responses that are not a predict answer). Each must give one clear line."""
 
+import ast
+import json
+import os
+
 from export import client
 from tests import base
 from tests.base import tf
+
+ENTRY_PACKAGES = ("benchmarks", "export", "trainers")
 
 TINY = (
   "--synthetic_items=300",
@@ -60,6 +66,82 @@ class FlagProbesTest(base.TestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(message, result.stderr)
         self.assertNotIn("Traceback", result.stderr)
+
+
+def _entry_points():
+  """{module path: parsed source} of every module with an `if __name__ == "__main__":` block."""
+  out = {}
+  for package in ENTRY_PACKAGES:
+    for root, _, files in os.walk(os.path.join(base.ROOT, package)):
+      for name in sorted(files):
+        if name.endswith(".py"):
+          path = os.path.join(root, name)
+          with open(path, encoding="utf-8") as f:
+            source = f.read()
+          if '__name__ == "__main__"' in source:
+            out[os.path.relpath(path, base.ROOT)] = ast.parse(source, path)
+  return out
+
+
+def _calls(tree, dotted: str):
+  return [
+    node
+    for node in ast.walk(tree)
+    if isinstance(node, ast.Call) and ast.unparse(node.func) == dotted
+  ]
+
+
+class EntryPointsTest(base.TestCase):
+  def test_every_entry_point_starts_through_cli_run(self):
+    entry_points = _entry_points()
+    self.assertContainsSubset(
+      {"export/client.py", "export/export_model.py", "benchmarks/ranker_throughput.py",
+       "benchmarks/serving_latency.py", "trainers/tfx/pipeline.py"},
+      entry_points,
+    )  # fmt: skip
+    wrong = [path for path, tree in entry_points.items() if _calls(tree, "app.run")]
+    missing = [path for path, tree in entry_points.items() if not _calls(tree, "cli.run")]
+    self.assertEqual((wrong, missing), ([], []))
+
+  def test_no_output_default_under_tmp(self):
+    found = []
+    for path, tree in _entry_points().items():
+      for call in _calls(tree, "job_flags.define_output_dir") + _calls(tree, "flags.DEFINE_string"):
+        for arg in call.args[:2]:
+          if isinstance(arg, ast.Constant) and str(arg.value).startswith("/tmp"):
+            found.append(f"{path}:{call.lineno} {arg.value}")
+    self.assertEqual(found, [])
+
+  def test_client_and_benchmark_user_errors_are_one_line(self):
+    listed = os.path.join(self.get_temp_dir(), "list.json")
+    with open(listed, "w") as f:
+      json.dump([1, 2], f)
+    for module, args, line in (
+      (
+        "export.client",
+        (f"--inputs_json={listed}",),
+        f"error: --inputs_json={listed!r} must hold a JSON object {{input name: values}}; it "
+        "holds a list. (see --help)",
+      ),
+      (
+        "benchmarks.synthetic_oracle",
+        ("--dataset=movielens",),
+        "error: The oracle exists only for --dataset=synthetic. Received: movielens (see --help)",
+      ),
+    ):
+      with self.subTest(module=module):
+        result = base.run_module(module, *args, timeout=300)
+        self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+        self.assertEqual(result.stderr.strip().splitlines()[-1], line)
+        self.assertNotIn("Traceback", result.stderr)
+    nowhere = os.path.join(self.get_temp_dir(), "nowhere")
+    args = ("export.export_model", f"--ranker_dir={nowhere}", f"--output_dir={nowhere}_out")
+    plain, debug = base.run_module(*args, timeout=300), base.run_module(*args, "--debug")
+    self.assertEqual(plain.returncode, 2)
+    self.assertTrue(plain.stderr.strip().splitlines()[-1].startswith("error: FileNotFoundError: "))
+    self.assertNotIn("Traceback", plain.stderr)
+    self.assertNotEqual(debug.returncode, 0)
+    self.assertIn("Traceback", debug.stderr)  # Only with --debug.
 
 
 class RestResponseProbesTest(base.TestCase):

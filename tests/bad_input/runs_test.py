@@ -4,14 +4,22 @@ must either do the right thing (reuse, resume, retrain) or fail with one clear m
 
 import json
 import os
+import re
 
 from features import datasets, splits, synthetic
 from model import ranker, rqvae, schemes
 from tests import base
 from tests.base import tf
-from trainers import artifacts, ranker_training, run_dir
+from trainers import artifacts, ranker_training, run_dir, train_ranker
 
 _DATA = {}
+# The data flags of the command-line probes (D = 8, as `_data()`).
+TINY = (
+  "--synthetic_items=300",
+  "--synthetic_users=30",
+  "--synthetic_interactions=2000",
+  "--synthetic_dim=8",
+)
 
 
 def _data():
@@ -155,6 +163,54 @@ class ArtifactProbesTest(base.TestCase):
     self.assertNotEqual(a, b)
     with open(os.path.join(folder, "rqvae.identity.json")) as f:
       self.assertEqual(json.load(f)["sid_config"]["seed"], 5)
+
+  def test_spm_model_of_another_rqvae_is_refused(self):
+    """train_ranker --spm_model=M with M trained (train_spm) on the SIDs of RQ-VAE A, and
+    --rqvae_dir=B: refused before training, naming both RQ-VAEs."""
+    data, _ = _data()
+    folder = self.get_temp_dir()
+    dirs, prints = {}, {}
+    for name, seed in (("a", 1), ("b", 2)):
+      config = artifacts.SidConfig(num_levels=2, codebook_size=4, latent_dim=8, epochs=1, seed=seed)
+      dirs[name] = os.path.join(folder, f"rqvae_{name}")
+      rqvae.save_rqvae(artifacts.train_rqvae(data, config), dirs[name])
+      prints[name] = rqvae.fingerprint(rqvae.load_rqvae(dirs[name]))
+    self.assertNotEqual(prints["a"], prints["b"])
+    sids, spm_model = os.path.join(folder, "sids_a.npz"), os.path.join(folder, "spm_a.model")
+    base.run_module(
+      "trainers.assign_sids", f"--rqvae_dir={dirs['a']}", f"--output={sids}", *TINY, check=True
+    )
+    base.run_module(
+      "trainers.train_spm", f"--sids={sids}", "--vocab_size=12", f"--output={spm_model}", *TINY,
+      check=True,
+    )  # fmt: skip
+    result = base.run_module(
+      "trainers.train_ranker",
+      "--item_representation=spm",
+      f"--rqvae_dir={dirs['b']}",
+      f"--spm_model={spm_model}",
+      f"--output_dir={os.path.join(folder, 'ranker')}",
+      *TINY,
+    )
+    self.assertEqual(result.returncode, 2, result.stderr[-2000:])
+    self.assertEqual(
+      result.stderr.strip().splitlines()[-1],
+      f"error: ValueError: --spm_model={spm_model} was trained on SIDs of RQ-VAE "
+      f"{prints['a'][:12]}, but this ranker uses RQ-VAE {prints['b'][:12]} "
+      f"(--rqvae_dir={dirs['b']}): pass the RQ-VAE it was made with, or train a SentencePiece "
+      "model on this one's SIDs.",
+    )
+    self.assertNotIn("Traceback", result.stderr)
+    self.assertFalse(os.path.exists(os.path.join(folder, "ranker", "metrics.json")))
+    os.remove(spm_model + ".stats.json")  # A model with no record of its RQ-VAE is refused too.
+    with self.assertRaises(ValueError) as raised:
+      train_ranker.check_spm_model(spm_model, prints["a"])
+    self.assertRegex(
+      str(raised.exception),
+      rf"^--spm_model={re.escape(spm_model)}: cannot tell which RQ-VAE its SIDs came from "
+      rf"\({re.escape(spm_model)}\.stats\.json: .*No such file.*\); train it with "
+      r"trainers\.train_spm, which records it\.$",
+    )
 
   def test_truncated_ranker_checkpoint(self):
     out = os.path.join(self.get_temp_dir(), "saved")

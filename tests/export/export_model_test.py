@@ -94,7 +94,17 @@ class ExportModelTest(TestCase):
     self.assertIn("semantic_id: {'content_embedding': ('float32', [None, 8])}", ok.stdout)
     missing = run(f"--ranker_dir={base_dir}/nowhere")
     self.assertEqual(missing.returncode, 2)
-    self.assertIn("error: No SavedModel in --ranker_dir", missing.stderr)
+    self.assertIn("error: FileNotFoundError: No SavedModel in --ranker_dir", missing.stderr)
+    self.assertNotIn("Traceback", missing.stderr)
+    unsafe = run(f"--ranker_dir={self.ranker_dir}", "--model_name=..")
+    self.assertEqual(unsafe.returncode, 2)
+    self.assertEqual(
+      unsafe.stderr.strip().splitlines()[-1],
+      "error: --model_name must be one path component: not empty, '.' or '..', without '/' or "
+      "'\\'. Received: --model_name='..' (see --help)",
+    )
+    self.assertNotIn("Traceback", unsafe.stderr)
+    self.assertCountEqual(os.listdir(base_dir), ["1", "models.config", "batching_parameters.txt"])
 
   def test_bad_arguments(self):
     with self.assertRaisesRegex(FileNotFoundError, "No SavedModel in --ranker_dir"):
@@ -103,8 +113,42 @@ class ExportModelTest(TestCase):
       export_model.ExportConfig(version=0)
     with self.assertRaisesRegex(ValueError, "warmup_batch_sizes"):
       export_model.ExportConfig(max_batch_size=10, warmup_batch_sizes=(100,))
-    with self.assertRaisesRegex(ValueError, "plain name"):
-      export_model.ExportConfig(model_name="a/b")
+    for name in ("a/b", "..", ".", "", "a\\b", "../x"):
+      with self.subTest(model_name=name):
+        with self.assertRaises(ValueError) as raised:
+          export_model.ExportConfig(model_name=name)
+        self.assertEqual(
+          str(raised.exception),
+          "`model_name` must be a plain name, one path component: not empty, '.' or '..', "
+          f"without '/' or '\\'. Received: model_name={name!r}",
+        )
+    self.assertEqual(
+      export_model.ExportConfig(model_name="ranker.v2-a_b").model_name, "ranker.v2-a_b"
+    )
+
+  def test_failed_export_leaves_no_version_and_no_temp_folder(self):
+    base_dir = os.path.join(self.get_temp_dir(), "failed")
+    with self.assertRaisesRegex(ValueError, "The export differs from the ranker"):
+      export_model.export(self.ranker_dir, base_dir, export_model.ExportConfig(tolerance=-1.0))
+    self.assertEqual(os.listdir(base_dir), [])
+
+  def test_export_never_writes_through_a_planted_temp_name(self):
+    # The old code wrote to the predictable BASE/.tmp-<version>-<pid> after rmtree(ignore_errors),
+    # which leaves a planted symlink in place and writes the export through it.
+    base_dir = os.path.join(self.get_temp_dir(), "planted")
+    victim = os.path.join(self.get_temp_dir(), "victim")
+    os.makedirs(base_dir)
+    os.makedirs(victim)
+    planted = os.path.join(base_dir, f".tmp-1-{os.getpid()}")
+    os.symlink(victim, planted)
+    self.addCleanup(os.unlink, planted)  # The test framework's cleanup does not remove links.
+    export_dir = export_model.export(self.ranker_dir, base_dir)
+    self.assertEqual(os.listdir(victim), [])
+    self.assertTrue(os.path.islink(planted))
+    self.assertTrue(os.path.isfile(os.path.join(export_dir, "saved_model.pb")))
+    umask = os.umask(0o022)
+    os.umask(umask)
+    self.assertEqual(os.stat(export_dir).st_mode & 0o777, 0o777 & ~umask)  # Not mkdtemp's 0700.
 
   def test_ranker_without_ctr_is_rejected(self):
     path = os.path.join(self.get_temp_dir(), "no_ctr")

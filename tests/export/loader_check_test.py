@@ -99,6 +99,23 @@ class LoaderCheckTest(TestCase):
     short = dict(inputs, item_id=inputs["item_id"][:5])
     status = loader_check.run_signature(binary, self.export_dir, short).status
     self.assertRegex(status, "^INVALID_ARGUMENT: .*item_id.*as many rows")
+    wrong_rank = loader_check.run_signatures(
+      binary,
+      self.export_dir,
+      [
+        ("serving_default", dict(inputs, content_embedding=inputs["content_embedding"].ravel())),
+        ("serving_default", dict(inputs, user_id=inputs["user_id"].reshape(-1, 1))),
+      ],
+    )
+    self.assertEqual(
+      [run.status for run in wrong_rank],
+      [
+        "INVALID_ARGUMENT: input `content_embedding` of signature serving_default must have rank "
+        "2, shape [?,8]; received shape [48]",
+        "INVALID_ARGUMENT: input `user_id` of signature serving_default must have rank 1, shape "
+        "[?]; received shape [6,1]",
+      ],
+    )
 
     codes = dict(inputs, codes=semantic.outputs["codes"])
     del codes["content_embedding"]

@@ -133,6 +133,23 @@ class SignaturesTest(TestCase):
     from_examples = self.loaded.signatures["predict_examples"](examples=tf.constant(examples))
     self.assertAllClose(from_examples["ctr"], self.serve(inputs)["ctr"], atol=0)
 
+  def test_predict_examples_checks_the_row_limit_before_parsing(self):
+    # Strings that are not tf.Examples: under the limit the parser rejects them; over it the row
+    # check must fail first (nothing parsed), naming the signature's input.
+    predict = self.loaded.signatures["predict_examples"]
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "parse"):
+      predict(examples=tf.constant([b"not an example"] * 3))
+    with self.assertRaises(tf.errors.InvalidArgumentError) as raised:
+      predict(examples=tf.constant([b"not an example"] * 10_001))
+    message = raised.exception.message
+    self.assertIn(
+      "assertion failed: [Input `examples` has more rows than max_batch_size=10000; split it] "
+      "[Condition x <= y did not hold element-wise:]",
+      message,
+    )
+    self.assertIn("[10001]", message)
+    self.assertNotIn("parse", message.lower())
+
   def test_predict_examples_missing_feature_fails_naming_it(self):
     inputs = stand_in_model.sample_inputs(2)
     del inputs["content_embedding"]
