@@ -35,7 +35,8 @@ def _temp_name(path: str) -> str:
   return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def _remove(path: str) -> None:
+def remove(path: str) -> None:
+  """Removes a file or a folder tree at `path`; nothing when it does not exist."""
   if tf.io.gfile.isdir(path):
     tf.io.gfile.rmtree(path)
   elif tf.io.gfile.exists(path):
@@ -43,17 +44,40 @@ def _remove(path: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str) -> Iterator[str]:
-  """Yields a fresh temp path in `path`'s folder; renamed to `path` on success, removed on error."""
+def atomic_path(path: str, keep_identical: bool = False) -> Iterator[str]:
+  """Yields a fresh temp path in `path`'s folder; renamed to `path` on success, removed on error.
+
+  Args:
+    path: The file to write.
+    keep_identical: bool. True: when the new bytes equal `path`'s, `path` is left untouched (same
+      file, same modification time: what file-fingerprinting caches such as TFX's ExampleGen key
+      on). Defaults to False.
+  """
   folder = os.path.dirname(path) or "."
   tf.io.gfile.makedirs(folder)
   tmp = _temp_name(path)
   try:
     yield tmp
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    if not (keep_identical and same_bytes(tmp, path)):
+      tf.io.gfile.rename(tmp, path, overwrite=True)
   finally:
     if tf.io.gfile.exists(tmp):
-      _remove(tmp)
+      remove(tmp)
+
+
+def same_bytes(a: str, b: str, block: int = 1 << 20) -> bool:
+  """Whether files `a` and `b` both exist and hold the same bytes."""
+  if not (tf.io.gfile.exists(a) and tf.io.gfile.exists(b)):
+    return False
+  if tf.io.gfile.stat(a).length != tf.io.gfile.stat(b).length:
+    return False
+  with tf.io.gfile.GFile(a, "rb") as fa, tf.io.gfile.GFile(b, "rb") as fb:
+    while True:
+      chunk = fa.read(block)
+      if chunk != fb.read(block):
+        return False
+      if not chunk:
+        return True
 
 
 def is_local(path: str) -> bool:
@@ -123,10 +147,10 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
         tf.io.gfile.rename(old, path)
       raise
     if old is not None:
-      _remove(old)
+      remove(old)
   finally:
     if tf.io.gfile.exists(tmp):
-      _remove(tmp)
+      remove(tmp)
 
 
 def write_bytes(path: str, data: bytes) -> None:

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from features import feature_spec, schema, splits
+from features import feature_spec, io_utils, schema, splits
 
 ITEM_ID = feature_spec.ITEM_ID
 CONTENT_EMBEDDING = feature_spec.CONTENT_EMBEDDING
@@ -99,24 +99,18 @@ def _digest(path: str) -> Optional[str]:
 
 
 def write_records(path: str, records: Iterable[bytes]) -> bool:
-  """Writes a TFRecord file atomically unless `path` already holds the same bytes.
+  """Writes a TFRecord file atomically unless `path` already holds the same bytes (then the file
+  is left untouched, so ExampleGen's input fingerprint and its cache entry stay valid).
 
   Returns:
     True when the file was (re)written, False when it was already up to date.
   """
-  tf.io.gfile.makedirs(os.path.dirname(path))
-  temp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{os.getpid()}.tmp")
-  try:
+  with io_utils.atomic_path(path, keep_identical=True) as temp:
     with tf.io.TFRecordWriter(temp) as writer:
       for record in records:
         writer.write(record)
-    if _digest(temp) == _digest(path):
-      return False
-    tf.io.gfile.rename(temp, path, overwrite=True)
-    return True
-  finally:
-    if tf.io.gfile.exists(temp):
-      tf.io.gfile.remove(temp)
+    changed = not io_utils.same_bytes(temp, path)
+  return changed
 
 
 def item_columns(dataset: schema.Dataset) -> Dict[str, np.ndarray]:

@@ -19,7 +19,6 @@ wheel TFX builds of this folder). Steps, all library code:
 import hashlib
 import json
 import os
-import shutil
 from typing import Optional
 
 import tensorflow as tf
@@ -67,19 +66,20 @@ def read_spm(inputs: ranker_trainer.TrainerInputs, config, num_levels: int, k: i
 
 
 def write_export(ranker_dir: str, fn_args, config, record: dict) -> str:
-  """Exports the ranker with `export.export_model` into `fn_args.serving_model_dir`."""
+  """Exports the ranker with `export.export_model` into `fn_args.serving_model_dir`, atomically:
+  the version is built under the run folder, then its files fill a fresh temp folder that replaces
+  `serving_model_dir` in one swap (`io_utils.atomic_dir`)."""
   base = os.path.join(fn_args.model_run_dir, "export")
-  if os.path.isdir(base):
-    shutil.rmtree(base)
+  io_utils.remove(base)  # Scratch of an earlier attempt: version 1 again.
   version_dir = export_model.export(
     ranker_dir, base, export_model.ExportConfig(model_name=config.model_name, version=1)
   )
-  if os.path.isdir(fn_args.serving_model_dir):
-    shutil.rmtree(fn_args.serving_model_dir)
-  shutil.move(version_dir, fn_args.serving_model_dir)  # models.config etc. stay in `base`
-  io_utils.write_json(
-    os.path.join(fn_args.serving_model_dir, ranker_trainer.SEMANTIC_ID_FILE), record
-  )
+  with io_utils.atomic_dir(fn_args.serving_model_dir) as tmp:
+    for name in tf.io.gfile.listdir(version_dir):  # models.config etc. stay in `base`
+      tf.io.gfile.rename(
+        os.path.join(version_dir, name.rstrip("/")), os.path.join(tmp, name.rstrip("/"))
+      )
+    io_utils.write_json(os.path.join(tmp, ranker_trainer.SEMANTIC_ID_FILE), record)
   return fn_args.serving_model_dir
 
 
