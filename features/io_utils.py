@@ -31,7 +31,8 @@ def _temp_name(path: str) -> str:
   return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.tmp")
 
 
-def _remove(path: str) -> None:
+def remove(path: str) -> None:
+  """Removes a file or a folder tree at `path`; nothing when it does not exist."""
   if tf.io.gfile.isdir(path):
     tf.io.gfile.rmtree(path)
   elif tf.io.gfile.exists(path):
@@ -49,7 +50,7 @@ def atomic_path(path: str) -> Iterator[str]:
     tf.io.gfile.rename(tmp, path, overwrite=True)
   finally:
     if tf.io.gfile.exists(tmp):
-      _remove(tmp)
+      remove(tmp)
 
 
 @contextlib.contextmanager
@@ -73,10 +74,10 @@ def atomic_dir(path: str) -> Iterator[str]:
         tf.io.gfile.rename(old, path)
       raise
     if old is not None:
-      _remove(old)
+      remove(old)
   finally:
     if tf.io.gfile.exists(tmp):
-      _remove(tmp)
+      remove(tmp)
 
 
 def write_bytes(path: str, data: bytes) -> None:
