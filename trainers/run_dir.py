@@ -79,11 +79,7 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
 def clear(output_dir: str) -> None:
   """Removes a run's outputs (and nothing else) from `output_dir`."""
   for name in OUTPUTS:
-    path = os.path.join(output_dir, name)
-    if tf.io.gfile.isdir(path):
-      tf.io.gfile.rmtree(path)
-    elif tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
+    io_utils.remove(os.path.join(output_dir, name))
 
 
 def prepare(output_dir: str, identity: Dict[str, Any], on_mismatch: str) -> Optional[Dict]:
@@ -129,12 +125,9 @@ def previous_epochs(output_dir: str) -> List[Dict[str, float]]:
 
 
 def discard_backup(output_dir: str) -> None:
+  """Removes the Keras backup and the epoch log of an unfinished run."""
   for name in (BACKUP_DIR, HISTORY_FILE):
-    path = os.path.join(output_dir, name)
-    if tf.io.gfile.isdir(path):
-      tf.io.gfile.rmtree(path)
-    elif tf.io.gfile.exists(path):
-      tf.io.gfile.remove(path)
+    io_utils.remove(os.path.join(output_dir, name))
 
 
 class EpochLog(tf.keras.callbacks.Callback):
