@@ -63,3 +63,33 @@ class AtomicDirTest(base.TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class AtomicPathTest(base.TestCase):
+  def _write(self, path, data, **kwargs):
+    with io_utils.atomic_path(path, **kwargs) as tmp:
+      with open(tmp, "wb") as f:
+        f.write(data)
+
+  def test_keep_identical_leaves_an_equal_file_untouched(self):
+    path = os.path.join(self.get_temp_dir(), "records")
+    self._write(path, b"abc")
+    before = os.stat(path).st_ino
+    self._write(path, b"abc", keep_identical=True)
+    self.assertEqual(os.stat(path).st_ino, before)  # Same file: not renamed over.
+    self._write(path, b"abd", keep_identical=True)
+    self.assertNotEqual(os.stat(path).st_ino, before)
+    with open(path, "rb") as f:
+      self.assertEqual(f.read(), b"abd")
+    self._write(path, b"abd")
+    self.assertEqual(os.listdir(os.path.dirname(path)), ["records"])  # No temp files left.
+
+  def test_same_bytes(self):
+    folder = self.get_temp_dir()
+    a, b, c = (os.path.join(folder, n) for n in "abc")
+    for path, data in ((a, b"x" * 10), (b, b"x" * 10), (c, b"x" * 9 + b"y")):
+      with open(path, "wb") as f:
+        f.write(data)
+    self.assertTrue(io_utils.same_bytes(a, b))
+    self.assertFalse(io_utils.same_bytes(a, c))
+    self.assertFalse(io_utils.same_bytes(a, os.path.join(folder, "missing")))
