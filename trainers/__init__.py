@@ -27,6 +27,8 @@ __all__ = [
   "job_flags",
   "pipeline",
   "ranker_training",
+  "rolling_origin",
+  "rolling_origin_report",
   "run_dir",
   "train_ranker",
   "train_rqvae",
