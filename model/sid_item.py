@@ -59,7 +59,8 @@ def sum_pool(table: tf.Tensor, tokens: tf.RaggedTensor) -> tf.Tensor:
 def sum_pool_padded(table: tf.Tensor, tokens: tf.Tensor) -> tf.Tensor:
   """Sums the rows of `table` named by `tokens` int64[B, T], skipping -1: float[B, dim]."""
   valid = tokens >= 0
-  rows = tf.nn.embedding_lookup(table, tf.where(valid, tokens, tf.zeros_like(tokens)))  # Sharded too.
+  # embedding_lookup, not gather: it also reads a table split across parameter servers.
+  rows = tf.nn.embedding_lookup(table, tf.where(valid, tokens, tf.zeros_like(tokens)))
   return tf.reduce_sum(rows * tf.cast(valid, rows.dtype)[..., tf.newaxis], axis=1)
 
 
