@@ -50,7 +50,7 @@ MAX_TABULATED_SIDS = 2**18
 
 def sum_pool(table: tf.Tensor, tokens: tf.RaggedTensor) -> tf.Tensor:
   """Sums the rows of `table` named by each row of ragged `tokens`: float[B, dim]."""
-  rows = tf.gather(table, tokens.flat_values)
+  rows = tf.nn.embedding_lookup(table, tokens.flat_values)
   return tf.math.unsorted_segment_sum(
     rows, tokens.value_rowids(), num_segments=tokens.nrows(out_type=tf.int64)
   )
