@@ -9,6 +9,12 @@ Reports median and p99 per request, each scheme's ratio to hash (target: median 
 and 1,000 candidates), and the median CPU time of this process per request (all threads; on a
 machine shared with other jobs it moves much less than the wall clock).
 
+With `--catalogue_cache` (the default) every SID export holds its catalogue's tokens in the graph
+(`model.sid_item.cache_catalogue`: served rows equal to a catalogue item skip the encoder and the
+tokenizer), and each SID row is timed with two kinds of request (`--request_items`): `catalogue`
+items (candidates and the user's history drawn from the cached catalogue: cache hits) and `new`
+items (random content embeddings, as every request was before the cache: all misses).
+
 Suites (`--suite`), each a few minutes on two cores:
   * `experiment`: hash, prefix, unigram, spm, hybrid (`--schemes`) at the experiment scale (an
     RQ-VAE with L=3, K=64, d=64 trained briefly on the synthetic catalogue, D=128; an SPM model over
@@ -19,15 +25,17 @@ Suites (`--suite`), each a few minutes on two cores:
     made by the export's `semantic_id` outside the timed call), with hash at the same D.
   * `profile`: where the time of one SPM request (`--profile_candidates`, history on) goes, op by
     op (`RunOptions(trace_level=FULL_TRACE)` step stats of a TF1 session on the SavedModel, summed
-    per component by op name scope), for `serving_default` and `predict_codes`, and for the export
-    of the code before the core-ops segmentation (`--head_tree`, TF Text tokenizer) when given.
+    per component by op name scope), for `serving_default` (catalogue and new items) and
+    `predict_codes`, and for the export of the previous code (`--head_tree`) when given.
 `--head_tree=DIR` (a checkout of the previous code, e.g. `git archive HEAD | tar -x -C DIR`) also
-adds that code's SPM export ("spm@head") to the `experiment` suite.
+adds that code's SPM export ("spm@head", timed with new items) to the `experiment` and `paper`
+suites.
 
 Usage:
   nice python -m benchmarks.serving_latency --suite=experiment --output_dir=runs/serving_latency
   nice python -m benchmarks.serving_latency --suite=paper --output_dir=runs/serving_latency
   nice python -m benchmarks.serving_latency --suite=profile --output_dir=runs/serving_latency
+  (each with --head_tree=DIR for the previous code's SPM export in the same run)
 
 Writes <suite>.json and <suite>.md under --output_dir.
 """
@@ -43,7 +51,7 @@ import time
 from export import export_model, serving_assets, signatures
 from features import io_utils, spm_training
 from model import ranker as ranker_lib
-from model import schemes, semantic_id_encoder
+from model import schemes, semantic_id_encoder, sid_item
 from trainers import artifacts, cli, data_flags, job_flags, ranker_training
 
 import numpy as np
@@ -74,6 +82,15 @@ flags.DEFINE_integer("profile_candidates", 1000, "profile: candidates of the pro
 flags.DEFINE_integer("profile_runs", 20, "profile: traced requests (the median per component).")
 flags.DEFINE_string("head_tree", None, "A checkout of the previous code (TF Text SPM), optional.")
 flags.DEFINE_bool("codes_rows", True, "experiment: also time each SID scheme's predict_codes.")
+flags.DEFINE_bool(
+  "catalogue_cache", True, "SID exports cache their catalogue's tokens (sid_item.cache_catalogue)."
+)
+flags.DEFINE_list(
+  "request_items",
+  ["catalogue", "new"],
+  "SID rows: requests of catalogue items (candidates and history from the cached catalogue) "
+  "and/or new items (random content embeddings).",
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,11 +98,14 @@ flags.DEFINE_bool("codes_rows", True, "experiment: also time each SID scheme's p
 
 
 class SidSetup:
-  """A frozen SID encoder's weights and an SPM model over its catalogue's SIDs."""
+  """A frozen SID encoder's weights, an SPM model over its catalogue's SIDs, and the catalogue:
+  content embeddings float32[N, D] and optionally more SIDs int[M, L] that exports cache."""
 
-  def __init__(self, config, kernel, bias, codebooks, proto, content_dim):
+  def __init__(self, config, kernel, bias, codebooks, proto, content_dim, catalogue, codes=None):
     self.config, self.proto, self.content_dim = config, proto, content_dim
     self.weights = (kernel, bias, codebooks)
+    self.catalogue = np.asarray(catalogue, np.float32)
+    self.codes = codes
 
   def encoder(self) -> semantic_id_encoder.SemanticIdEncoder:
     kernel, bias, codebooks = self.weights
@@ -109,11 +129,14 @@ def experiment_setup() -> SidSetup:
   impressions = artifacts.impressions_per_item(dataset, split.train)
   proto = artifacts.train_spm(codes, impressions, config.codebook_size, FLAGS.table_rows)
   kernel, bias, codebooks = rqvae.sid_weights()
-  return SidSetup(config, kernel, bias, np.stack(codebooks), proto, dataset.embedding_dim)
+  return SidSetup(
+    config, kernel, bias, np.stack(codebooks), proto, dataset.embedding_dim, dataset.embeddings
+  )
 
 
 def paper_setup() -> SidSetup:
-  """A random frozen encoder at the paper's scale and an SPM model over prefix-sharing SIDs."""
+  """A random frozen encoder at the paper's scale, an SPM model over prefix-sharing SIDs, and a
+  catalogue: those SIDs and `paper_items` random content embeddings."""
   rng = np.random.default_rng(0)
   levels, k, d, dim = (
     PAPER[key] for key in ("num_levels", "codebook_size", "latent_dim", "content_dim")
@@ -128,7 +151,8 @@ def paper_setup() -> SidSetup:
   impressions = np.minimum(rng.zipf(1.6, FLAGS.paper_items), 100_000)
   config = spm_training.SpmTrainingConfig(vocab_size=FLAGS.paper_vocab_size)
   proto = spm_training.train_sid_spm(codes, impressions, k, config)
-  return SidSetup(PAPER, kernel, np.zeros(d, np.float32), codebooks, proto, dim)
+  catalogue = (rng.normal(size=(FLAGS.paper_items, dim)) / np.sqrt(dim)).astype(np.float32)
+  return SidSetup(PAPER, kernel, np.zeros(d, np.float32), codebooks, proto, dim, catalogue, codes)
 
 
 def item_config(scheme: str, table_rows: int) -> schemes.ItemRepresentationConfig:
@@ -149,6 +173,8 @@ def export(scheme: str, setup: SidSetup, history: bool, path: str) -> str:
   ranker_config = ranker_lib.RankerConfig(use_history=history, history_length=HISTORY_LENGTH)
   ranker = ranker_lib.build_ranker(representation, ranker_config)
   ranker(ranker_training.sample_features(ranker, setup.content_dim))
+  if FLAGS.catalogue_cache:
+    sid_item.cache_catalogue(representation, setup.catalogue, setup.codes)
   module = export_model.keras_serving_module(ranker, setup.content_dim, 10_000)
   tf.io.gfile.rmtree(path) if tf.io.gfile.exists(path) else None
   module.save(path)
@@ -212,23 +238,38 @@ def head_export(setup: SidSetup, history: bool, path: str) -> str:
 # Timing.
 
 
-def one_user_request(specs, candidates: int, seed: int = 0):
-  """`candidates` rows of one user (same id and history), random candidate embeddings."""
+def one_user_request(specs, candidates: int, seed: int = 0, catalogue=None):
+  """`candidates` rows of one user (same id and history): random candidate embeddings, or with a
+  `catalogue` float32[N, D], candidates and the user's history items drawn from it."""
   inputs = serving_assets.sample_inputs(specs, max(candidates, 3), seed=seed)
   for name, value in inputs.items():
     if name == "user_id" or name.startswith("history"):
       inputs[name] = np.repeat(value[2:3], candidates, axis=0)
     else:
       inputs[name] = value[:candidates]
+  if catalogue is not None:
+    rng = np.random.default_rng(seed)
+    for name in ("content_embedding", "history_content_embedding"):
+      if name in inputs:
+        history = name.startswith("history")
+        drawn = catalogue[rng.integers(0, len(catalogue), inputs[name].shape[int(history)])]
+        inputs[name] = np.repeat(drawn[None], candidates, axis=0) if history else drawn
   return inputs
 
 
-def requests_for(loaded, signature: str, candidates: int) -> dict:
-  """A `signature` request of one user; `predict_codes` gets the codes of the same rows."""
+def requests_for(loaded, signature: str, candidates: int, catalogue=None, codes=None) -> dict:
+  """A `signature` request of one user (see `one_user_request`); `predict_codes` gets the codes
+  of the same rows, or with catalogue `codes` int[M, L], SIDs drawn from those."""
   specs = loaded.signatures[signatures.SIGNATURE_DEFAULT].structured_input_signature[1]
-  inputs = one_user_request(specs, candidates)
+  inputs = one_user_request(specs, candidates, catalogue=catalogue)
   if signature == signatures.SIGNATURE_CODES:
     inputs = serving_assets.codes_inputs(loaded, inputs)
+    if codes is not None:
+      rng = np.random.default_rng(1)
+      inputs["codes"] = codes[rng.integers(0, len(codes), candidates)].astype(np.int32)
+      if "history_codes" in inputs:
+        drawn = codes[rng.integers(0, len(codes), inputs["history_codes"].shape[1])]
+        inputs["history_codes"] = np.repeat(drawn[None].astype(np.int32), candidates, axis=0)
   return {name: tf.constant(value) for name, value in inputs.items()}
 
 
@@ -246,14 +287,16 @@ def time_requests(functions, requests, repetitions: int, warmup: int):
   return {name: (np.asarray(wall), np.asarray(cpu)) for name, (wall, cpu) in times.items()}
 
 
-def latency_table(exports: dict) -> dict:
-  """exports: name -> (export dir, signature). Returns name -> candidates -> stats."""
-  loaded = {name: tf.saved_model.load(path) for name, (path, _) in exports.items()}
-  functions = {name: loaded[name].signatures[sig] for name, (_, sig) in exports.items()}
+def latency_table(exports: dict, setup: SidSetup) -> dict:
+  """exports: name -> (export dir, signature, request items: "catalogue" or "new"; catalogue
+  requests draw from `setup`'s catalogue). Returns name -> candidates -> stats."""
+  loaded = {name: tf.saved_model.load(path) for name, (path, _, _) in exports.items()}
+  functions = {name: loaded[name].signatures[sig] for name, (_, sig, _) in exports.items()}
   results = {name: {} for name in exports}
   for candidates in (int(c) for c in FLAGS.candidates):
     requests = {
-      name: requests_for(loaded[name], sig, candidates) for name, (_, sig) in exports.items()
+      name: requests_for(loaded[name], sig, candidates, *_catalogue(setup, items))
+      for name, (_, sig, items) in exports.items()
     }
     times = time_requests(functions, requests, FLAGS.repetitions, FLAGS.warmup)
     for name, (wall, cpu) in times.items():
@@ -271,12 +314,15 @@ def latency_table(exports: dict) -> dict:
 # (component, pattern over the op's name scope), first match wins; "history:" = inside the user
 # tower (the history items), "candidates:" = the candidates' item representation.
 _TOKENIZER = r"(sid_sentence_piece|segmenter|sentencepiece|token_table|sid_prefix_ngram|sid_ngram)"
+_CACHE = r"(content_index|codes_index)/"
 _COMPONENTS = (
   ("input validation", r"(assert|IsFinite|VerifyFinite|CheckNumerics)"),
+  ("history: catalogue cache", r"user_tower/.*" + _CACHE),
   ("history: SID encoder", r"user_tower/.*sid_encoder/"),
   ("history: SID tokenizer", r"user_tower/.*" + _TOKENIZER),
   ("history: pooling + hash", r"user_tower/.*_(item|part)/"),
   ("user tower: id, once-per-user check, mean", r"user_tower/"),
+  ("candidates: catalogue cache", _CACHE),
   ("candidates: SID encoder", r"sid_encoder/"),
   ("candidates: SID tokenizer", _TOKENIZER),
   ("candidates: pooling + hash", r"_(item|part)/"),
@@ -291,10 +337,11 @@ def _component(node_name: str) -> str:
   return "other (concat, cond, casts, outputs)"
 
 
-def profile(export_dir: str, signature: str, candidates: int) -> dict:
+def profile(export_dir: str, signature: str, candidates: int, catalogue=None, codes=None) -> dict:
   """Op time per component (ms, median over traced runs) of one request, and its wall time."""
   loaded = tf.saved_model.load(export_dir)
-  inputs = {k: v.numpy() for k, v in requests_for(loaded, signature, candidates).items()}
+  request = requests_for(loaded, signature, candidates, catalogue, codes)
+  inputs = {k: v.numpy() for k, v in request.items()}
   per_run, walls = [], []
   with tf.compat.v1.Session(graph=tf.Graph()) as session:
     meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
@@ -328,6 +375,28 @@ def _history_settings():
   return [setting == "on" for setting in FLAGS.history]
 
 
+def _catalogue(setup: SidSetup, items: str) -> tuple:
+  """(content embeddings, SIDs) that requests of `items` draw from: the setup's for "catalogue"
+  (SIDs None: those of the embeddings), none for "new"."""
+  return (setup.catalogue, setup.codes) if items == "catalogue" else (None, None)
+
+
+def _sid_rows(exports: dict, scheme: str, path: str, tag: str, codes: bool) -> None:
+  """The rows of one SID export: serving_default (and `codes`: predict_codes) per request kind."""
+  for items in FLAGS.request_items:
+    exports[f"{scheme}, {items} items ({tag})"] = (path, signatures.SIGNATURE_DEFAULT, items)
+    if codes:
+      exports[f"{scheme} predict_codes, {items} items ({tag})"] = (
+        path, signatures.SIGNATURE_CODES, items,
+      )  # fmt: skip
+
+
+def _sizes(exports: dict) -> dict:
+  """Bytes on disk of each export folder (by folder name)."""
+  paths = {path for path, _, _ in exports.values()}
+  return {os.path.basename(p): export_model.directory_size(p) for p in sorted(paths)}
+
+
 def run_experiment(work: str) -> dict:
   setup = experiment_setup()
   exports = {}
@@ -335,15 +404,18 @@ def run_experiment(work: str) -> dict:
     tag = "history on" if history else "history off"
     for scheme in FLAGS.schemes:
       path = export(scheme, setup, history, os.path.join(work, f"{scheme}_{int(history)}"))
-      exports[f"{scheme} ({tag})"] = (path, signatures.SIGNATURE_DEFAULT)
-      if FLAGS.codes_rows and schemes.get(scheme).uses_sid:
-        exports[f"{scheme} predict_codes ({tag})"] = (path, signatures.SIGNATURE_CODES)
+      if schemes.get(scheme).uses_sid:
+        _sid_rows(exports, scheme, path, tag, FLAGS.codes_rows)
+      else:
+        exports[f"{scheme} ({tag})"] = (path, signatures.SIGNATURE_DEFAULT, "new")
     if FLAGS.head_tree:
       path = head_export(setup, history, os.path.join(work, f"spm_head_{int(history)}"))
-      exports[f"spm@head ({tag})"] = (path, signatures.SIGNATURE_DEFAULT)
+      exports[f"spm@head ({tag})"] = (path, signatures.SIGNATURE_DEFAULT, "new")
   return {
-    "latency": latency_table(exports),
+    "latency": latency_table(exports, setup),
     "scale": {"L": 3, "K": 64, "d": 64, "D": setup.content_dim},
+    "catalogue_items": len(setup.catalogue),
+    "export_bytes": _sizes(exports),
   }
 
 
@@ -354,25 +426,42 @@ def run_paper(work: str) -> dict:
     tag = "history on" if history else "history off"
     hash_dir = export("hash", setup, history, os.path.join(work, f"paper_hash_{int(history)}"))
     spm_dir = export("spm", setup, history, os.path.join(work, f"paper_spm_{int(history)}"))
-    exports[f"hash ({tag})"] = (hash_dir, signatures.SIGNATURE_DEFAULT)
-    exports[f"spm serving_default ({tag})"] = (spm_dir, signatures.SIGNATURE_DEFAULT)
-    exports[f"spm predict_codes ({tag})"] = (spm_dir, signatures.SIGNATURE_CODES)
-  return {"latency": latency_table(exports), "scale": PAPER}
+    exports[f"hash ({tag})"] = (hash_dir, signatures.SIGNATURE_DEFAULT, "new")
+    _sid_rows(exports, "spm", spm_dir, tag, True)
+    if FLAGS.head_tree:
+      path = head_export(setup, history, os.path.join(work, f"paper_spm_head_{int(history)}"))
+      exports[f"spm@head ({tag})"] = (path, signatures.SIGNATURE_DEFAULT, "new")
+      exports[f"spm@head predict_codes ({tag})"] = (path, signatures.SIGNATURE_CODES, "new")
+  return {
+    "latency": latency_table(exports, setup),
+    "scale": PAPER,
+    "catalogue_items": len(setup.catalogue),
+    "export_bytes": _sizes(exports),
+  }
 
 
 def run_profile(work: str) -> dict:
   setup = experiment_setup()
   spm_dir = export("spm", setup, True, os.path.join(work, "profile_spm"))
+  default, codes = signatures.SIGNATURE_DEFAULT, signatures.SIGNATURE_CODES
   cases = {
-    "after: serving_default (core-ops SPM)": (spm_dir, signatures.SIGNATURE_DEFAULT),
-    "after: predict_codes": (spm_dir, signatures.SIGNATURE_CODES),
+    "after: serving_default, catalogue items": (spm_dir, default, "catalogue"),
+    "after: serving_default, new items": (spm_dir, default, "new"),
+    "after: predict_codes": (spm_dir, codes, "catalogue"),
   }
   if FLAGS.head_tree:
     head_dir = head_export(setup, True, os.path.join(work, "profile_spm_head"))
-    cases = {"before: serving_default (TF Text SPM)": (head_dir, "serving_default"), **cases}
+    cases = {
+      "before (--head_tree): serving_default": (head_dir, default, "new"),
+      "before (--head_tree): predict_codes": (head_dir, codes, "new"),
+      **cases,
+    }
   candidates = FLAGS.profile_candidates
   return {
-    "profile": {name: profile(path, sig, candidates) for name, (path, sig) in cases.items()},
+    "profile": {
+      name: profile(path, sig, candidates, *_catalogue(setup, items))
+      for name, (path, sig, items) in cases.items()
+    },
     "candidates": candidates,
   }
 
@@ -432,12 +521,25 @@ def markdown(suite: str, result: dict) -> str:
     names = [n for n in result["latency"] if not n.startswith(("hash", "spm@head"))]
     lines.append("")
     for label in ("serving_default", "predict_codes"):
-      group = [n for n in names if ("predict_codes" in n) == (label == "predict_codes")]
-      if group:
-        lines.append(
-          f"Target median <= {TARGET_RATIO}x hash at 100 and 1,000 candidates, {label}: "
-          f"{verdict(result, group)}."
-        )
+      for items in FLAGS.request_items:
+        group = [
+          n
+          for n in names
+          if ("predict_codes" in n) == (label == "predict_codes") and f", {items} items" in n
+        ]
+        if group:
+          lines.append(
+            f"Target median <= {TARGET_RATIO}x hash at 100 and 1,000 candidates, {label}, "
+            f"{items} items: {verdict(result, group)}."
+          )
+    sizes = result.get("export_bytes", {})
+    lines += [
+      "",
+      f"Catalogue cache: {'on' if FLAGS.catalogue_cache else 'off'} "
+      f"({result.get('catalogue_items')} catalogue items). Export sizes, MB: "
+      + ", ".join(f"{name} {size / 1e6:.1f}" for name, size in sizes.items())
+      + ".",
+    ]
   else:
     cases = result["profile"]
     names = sorted({k for case in cases.values() for k in case["op_ms"]})

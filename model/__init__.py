@@ -10,6 +10,7 @@ keras_env.configure()
 
 # The public modules (import them as `from model import <module>`).
 __all__ = [
+  "catalogue_cache",
   "dense_item",
   "hash_item",
   "hybrid_item",

@@ -29,6 +29,12 @@ construction: every SID's tokens, packed into one int64, in a `tf.lookup.StaticH
 the SID's mixed-radix index (`TokenTable`). In the graph, tokenizing is then one lookup instead of
 the tokenizer's ops (about 115 for the SentencePiece segmentation), with the same result; at the
 paper's scale (2048^8 SIDs) the tokenizer runs.
+
+A known catalogue can be cached in the graph too (`cache_catalogue`, for an export; off by
+default): a `model.catalogue_cache.CatalogueCache` maps each catalogue item's content embedding
+(and, for an untabulated SID space, its SID) to its tokens by an exact row match, so a catalogue
+item skips the nearest-code search (and the tokenizer); other rows, and only those, take the path
+above. Like `sid_input` it is a runtime choice, not part of the config or the checkpoint.
 """
 
 import contextlib
@@ -38,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from features import feature_spec
+from model import catalogue_cache as catalogue_cache_lib
 from model import item_representation
 
 CONTENT = feature_spec.CONTENT_EMBEDDING
@@ -218,6 +225,7 @@ class SidItem(item_representation.ItemRepresentation):
     )
     self.sid_input = CONTENT
     self.token_table = self._tabulate()
+    self.catalogue_cache: Optional[catalogue_cache_lib.CatalogueCache] = None
 
   def _tabulate(self) -> Optional[TokenTable]:
     """The `TokenTable` of a small SID space (K^L <= MAX_TABULATED_SIDS), else None."""
@@ -290,6 +298,9 @@ class SidItem(item_representation.ItemRepresentation):
         check of the tabulated path (the tokenizer checks its own input).
     """
     if self.token_table is None:
+      index = self._cache_index(codes, "codes_index")
+      if index is not None:  # Catalogue SIDs from the cache, the others through the tokenizer.
+        return self.catalogue_cache.tokens(index, codes, self._tokenize)
       return self._tokenize(codes)
     if not validated:
       codes = checked(codes, self.codebook_size)
@@ -297,7 +308,60 @@ class SidItem(item_representation.ItemRepresentation):
 
   def tokens(self, content: tf.Tensor) -> tf.Tensor:
     """The subword token ids of `content`, int64[B, max_tokens] padded with -1."""
-    return self.tokens_of_codes(self.codes(content), validated=True)
+    content = tf.cast(content, tf.float32)
+    index = self._cache_index(content, "content_index")
+    if index is None:
+      return self.tokens_of_codes(self.codes(content), validated=True)
+    encode = lambda rows: self.tokens_of_codes(self.codes(rows), validated=True)  # noqa: E731
+    return self.catalogue_cache.tokens(index, content, encode)
+
+  def _cache_index(self, inputs: tf.Tensor, kind: str):
+    """The catalogue cache's `kind` index when it applies to `inputs`, else None (no cache, or a
+    shape or dtype the index does not take: the normal path then reports it)."""
+    index = getattr(self.catalogue_cache, kind, None) if self.catalogue_cache is not None else None
+    if index is None or inputs.shape.rank != 2 or inputs.shape[-1] != index.width:
+      return None
+    kind_matches = inputs.dtype.is_integer if index.dtype.is_integer else inputs.dtype == tf.float32
+    return index if kind_matches else None
+
+  def cache_catalogue(
+    self,
+    embeddings: Optional[np.ndarray] = None,
+    codes: Optional[np.ndarray] = None,
+    batch_size: int = 4096,
+  ) -> Optional[catalogue_cache_lib.CatalogueCache]:
+    """Caches known items' tokens in the graph (see the module docstring); no arguments clear it.
+
+    Args:
+      embeddings: Optional float[N, D]. The catalogue's content embeddings: a served row equal to
+        one of them skips the encoder (and the tokenizer). Adds about N * (D + T) * 4 bytes to an
+        export (plus N * (L + T) * 4 for their SIDs when the SID space is not tabulated).
+      codes: Optional int[M, L]. More SIDs for the `codes` input (`predict_codes`), beside the
+        embeddings' own; used only when the SID space is not tabulated (`token_table` is None).
+      batch_size: int. Rows per encoding batch. Defaults to 4096.
+
+    Returns:
+      The `CatalogueCache` now in use, or None when there is nothing to cache.
+    """
+    cache = {}
+    code_rows, code_tokens = [], []
+    if embeddings is not None:
+      cache["embeddings"] = np.asarray(embeddings, np.float32)
+      computed = self.catalogue_inputs(cache["embeddings"], batch_size)
+      cache["embedding_tokens"] = computed[TOKENS]
+      code_rows.append(computed[CODES])
+      code_tokens.append(computed[TOKENS])
+    if codes is not None and len(codes) and self.token_table is None:
+      code_rows.append(np.asarray(codes, np.int32))
+      tokenize = tf.function(self.tokens_of_codes)
+      code_tokens += [
+        tokenize(tf.constant(code_rows[-1][i : i + batch_size])).numpy()
+        for i in range(0, len(code_rows[-1]), batch_size)
+      ]
+    if self.token_table is None and code_rows:  # A token table is exact for every SID already.
+      cache["codes"], cache["code_tokens"] = np.concatenate(code_rows), np.concatenate(code_tokens)
+    self.catalogue_cache = catalogue_cache_lib.CatalogueCache(**cache) if cache else None
+    return self.catalogue_cache
 
   def catalogue_inputs(self, embeddings: np.ndarray, batch_size: int = 4096) -> Dict[str, Any]:
     """Every item's precomputed inputs, computed once: {"codes": int32[N, L], "sid_tokens":
@@ -407,3 +471,20 @@ def catalogue_inputs(
       f"{[layer.name for layer in layers]}"
     )
   return layers[0].catalogue_inputs(embeddings)
+
+
+def cache_catalogue(
+  representation: Optional[tf.Module],
+  embeddings: Optional[np.ndarray] = None,
+  codes: Optional[np.ndarray] = None,
+) -> List[catalogue_cache_lib.CatalogueCache]:
+  """`SidItem.cache_catalogue` on every `SidItem` in `representation` (no arguments clear the
+  caches); returns the caches now in use. Call it before tracing an export
+  (`export.export_model.keras_serving_module`): the caches become constants of its graph.
+
+  Example:
+    sid_item.cache_catalogue(ranker.item_representation, dataset.embeddings)
+    module = export_model.keras_serving_module(ranker, dataset.embedding_dim, 10_000)
+  """
+  caches = [layer.cache_catalogue(embeddings, codes) for layer in sid_items(representation)]
+  return [cache for cache in caches if cache is not None]

@@ -57,8 +57,8 @@ def once_per_user(
 
   A ranking request scores many candidates for one user, so every row repeats the same history;
   encoding it once per user instead of once per row removes most of the SID encoder's and the
-  tokenizer's work. The shortcut is exact: when some user's rows do not all carry the same features
-  (as in a training batch), `fn` runs on every row instead.
+  tokenizer's work. The shortcut is exact: when some user's rows do not all carry the same features,
+  bit for bit (as in a training batch), `fn` runs on every row instead.
 
   Args:
     user_ids: string[B]. Rows with one id share one computation.
@@ -72,10 +72,38 @@ def once_per_user(
   rows = tf.shape(user_ids)[0]
   first = tf.math.unsorted_segment_min(tf.range(rows), index, tf.shape(unique)[0])
   once = {k: tf.gather(v, first) for k, v in features.items()}
-  same = tf.reduce_all(
-    tf.stack([tf.reduce_all(tf.equal(tf.gather(once[k], index), v)) for k, v in features.items()])
+  words = {k: comparable_words(v) for k, v in features.items()}
+
+  def all_equal(reference):  # reference(k): what every row of words[k] must equal.
+    return tf.reduce_all(
+      tf.stack([tf.reduce_all(tf.equal(reference(k), v)) for k, v in words.items()])
+    )
+
+  # One user (a ranking request): compare every row with the first by broadcasting, no [B, ...]
+  # gather; several users: with the first row of each one's own.
+  same = tf.cond(
+    tf.equal(tf.size(unique), 1),
+    lambda: all_equal(lambda k: words[k][:1]),
+    lambda: all_equal(lambda k: tf.gather(tf.gather(words[k], first), index)),
   )
   return tf.cond(same, lambda: tf.gather(fn(once), index), lambda: fn(dict(features)))
+
+
+def comparable_words(values: tf.Tensor) -> tf.Tensor:
+  """`values` [B, ...] as [B, n] words whose equality means bit-identical rows.
+
+  float32 and int32 rows of an even size become int64 words of two values each (half the compares
+  of elementwise equality); bit-identical rows give `fn` bit-identical results, and a -0.0 / 0.0
+  or NaN difference only sends the batch to the per-row path. Other dtypes compare as they are.
+  """
+  flat = tf.reshape(values, [tf.shape(values)[0], -1])
+  if values.dtype not in (tf.float32, tf.int32):
+    return flat
+  size = values.shape[1:].num_elements()
+  bits = tf.bitcast(flat, tf.int32) if values.dtype == tf.float32 else flat
+  if size is None or size % 2:
+    return bits
+  return tf.bitcast(tf.reshape(bits, [-1, size // 2, 2]), tf.int64)
 
 
 @tf.keras.utils.register_keras_serializable(package="semantic_ids")

@@ -9,11 +9,13 @@ cores. The C++ checks compile the loader once (skipped without g++).
 
 import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
 
-from export import contract_check, export_model, signatures
+from export import contract_check, export_model, serving_assets, signatures
 from features import history, schema, spm_training
 from model import ranker as ranker_lib
 from model import schemes, semantic_id_encoder, sid_item
@@ -77,7 +79,7 @@ class SchemeExportsTest(TestCase):
     codes = encoder.assign_codes(data.embeddings)
     config = spm_training.SpmTrainingConfig(vocab_size=L * K + 1 + 10)
     cls.proto = spm_training.train_sid_spm(codes, np.arange(N_ITEMS) % 7 + 1, K, config)
-    cls.exports, cls.cached, cls.caches = {}, {}, {}
+    cls.exports, cls.cached, cls.caches, cls.cache_exports = {}, {}, {}, {}
     for scheme in schemes.comparison_names():
       tf.keras.backend.clear_session()
       tf.keras.utils.set_random_seed(0)
@@ -102,6 +104,12 @@ class SchemeExportsTest(TestCase):
     run_dir = os.path.join(cls.work, "runs", scheme)
     ranker_training.save_ranker(model, run_dir, item_config, D, proto)
     cls.exports[scheme] = export_model.export(run_dir, os.path.join(cls.work, "serving", scheme))
+    if item_config.spec.uses_sid:  # The same trained ranker with the catalogue cached in its graph.
+      reloaded = ranker_training.load_ranker(run_dir)
+      sid_item.cache_catalogue(reloaded.item_representation, data.embeddings)
+      path = os.path.join(cls.work, "cached", scheme)
+      export_model.keras_serving_module(reloaded, D, 10_000).save(path)
+      cls.cache_exports[scheme] = path
 
   def test_sid_schemes_train_on_cached_subword_ids(self):
     for scheme in schemes.comparison_names():
@@ -135,6 +143,79 @@ class SchemeExportsTest(TestCase):
           self.assertIn(signatures.SIGNATURE_CODES, loaded.signatures)
         else:
           self.assertNotIn(signatures.SIGNATURE_CODES, loaded.signatures)
+
+  def _cache_requests(self, loaded):
+    """serving_default requests: catalogue rows (the interactions: catalogue candidates and
+    histories, zero padding), new rows (random embeddings), and both mixed row by row."""
+    raw = next(iter(history.make_tf_dataset(self.dataset, self.dataset.interactions, 64, H)))
+    serve = loaded.signatures[signatures.SIGNATURE_DEFAULT]
+    catalogue = {k: raw[k].numpy() for k in serve.structured_input_signature[1]}
+    rng = np.random.default_rng(7)
+    new = dict(catalogue)
+    for key in ("content_embedding", "history_content_embedding"):
+      new[key] = rng.normal(size=catalogue[key].shape).astype(np.float32)
+    mixed = dict(catalogue)
+    for key in ("content_embedding", "history_content_embedding"):
+      pick = (np.arange(64) % 3 == 0).reshape((64,) + (1,) * (catalogue[key].ndim - 1))
+      mixed[key] = np.where(pick, new[key], catalogue[key])
+    return {"catalogue": catalogue, "new": new, "mixed": mixed}
+
+  def test_catalogue_cache_export_matches_the_uncached_export(self):
+    for scheme, cached_dir in self.cache_exports.items():
+      plain = tf.saved_model.load(self.exports[scheme])
+      cached = tf.saved_model.load(cached_dir)
+      self.assertEqual(set(cached.signatures), set(plain.signatures))
+      for name, request in self._cache_requests(plain).items():
+        with self.subTest(f"{scheme}_{name}"):
+          inputs = {k: tf.constant(v) for k, v in request.items()}
+          expected = plain.signatures[signatures.SIGNATURE_DEFAULT](**inputs)
+          got = cached.signatures[signatures.SIGNATURE_DEFAULT](**inputs)
+          for key in ("ctr", "rating"):
+            self.assertAllClose(got[key], expected[key], atol=1e-5, rtol=0)
+          codes = serving_assets.codes_inputs(plain, request)
+          codes = {k: tf.constant(v) for k, v in codes.items()}
+          from_codes = cached.signatures[signatures.SIGNATURE_CODES](**codes)
+          for key in ("ctr", "rating"):
+            self.assertAllClose(from_codes[key], expected[key], atol=1e-5, rtol=0)
+
+  def test_catalogue_cache_export_serves_in_a_tensorflow_only_process(self):
+    scheme = "spm"
+    loaded = tf.saved_model.load(self.cache_exports[scheme])
+    request = self._cache_requests(loaded)["mixed"]
+    expected = loaded.signatures[signatures.SIGNATURE_DEFAULT](
+      **{k: tf.constant(v) for k, v in request.items()}
+    )
+    work = self.get_temp_dir()
+    arrays = {k: v.astype("S") if v.dtype == object else v for k, v in request.items()}
+    np.savez(os.path.join(work, "in.npz"), **arrays)
+    code = (
+      "import sys, numpy as np, tensorflow as tf\n"
+      "m = tf.saved_model.load(sys.argv[1])\n"
+      "x = {k: tf.constant(v) for k, v in np.load(sys.argv[2]).items()}\n"
+      "y = m.signatures['serving_default'](**x)\n"
+      "np.savez(sys.argv[3], **{k: v.numpy() for k, v in y.items()})\n"
+      "top = {n.split('.')[0] for n in sys.modules}\n"
+      "bad = top & {'tensorflow_text', 'model', 'features', 'export'}\n"
+      "sys.exit(3 if bad else 0)\n"
+    )
+    out = os.path.join(work, "out.npz")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    args = [sys.executable, "-I", "-c", code, self.cache_exports[scheme], work + "/in.npz", out]
+    result = subprocess.run(args, capture_output=True, text=True, cwd=work, env=env, timeout=300)
+    self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+    for key in ("ctr", "rating"):
+      self.assertAllClose(np.load(out)[key], expected[key], atol=1e-5, rtol=0)
+    self.assertEqual(contract_check.non_core_ops(self.cache_exports[scheme]), set())
+    if shutil.which("g++") is None:
+      self.skipTest("g++ is not installed: the C++ LoadSavedModel check needs it")
+    build_dir = os.environ.get("SEMANTIC_IDS_LOADER_BUILD_DIR") or os.path.join(
+      tf.compat.v1.test.get_temp_dir(), "loader_build"
+    )
+    checks = contract_check.cpp_checks(
+      self.cache_exports[scheme], request, {k: v.numpy() for k, v in expected.items()},
+      build_dir=build_dir,
+    )  # fmt: skip
+    self.assertTrue(all(r.passed for r in checks), contract_check.format_summary(checks))
 
   def test_every_export_passes_the_contract_check_without_tf_text(self):
     skip_cpp = shutil.which("g++") is None

@@ -108,6 +108,38 @@ class UserTowerTest(base.TestCase):
       user_tower.once_per_user(users, differ, fn), [[10.0], [20.0], [30.0], [10.0]]
     )
 
+  def test_once_per_user_one_user_compares_bit_for_bit(self):
+    calls = []
+
+    def fn(inputs):
+      calls.append(int(inputs["x"].shape[0]))
+      return tf.reshape(inputs["x"], [-1, 4]) * 10.0 + tf.cast(inputs["n"][:, :1], tf.float32)
+
+    users = tf.constant(["a"] * 3)
+    x = np.tile(np.array([[1.0, 2.0], [3.0, 0.0]], np.float32), (3, 1, 1))
+    n = tf.constant([[1, 2, 3]] * 3, tf.int32)  # Odd size: compared as int32.
+    out = user_tower.once_per_user(users, {"x": tf.constant(x), "n": n}, fn)
+    self.assertAllClose(out, fn({"x": tf.constant(x), "n": n}))
+    self.assertEqual(calls[0], 1)
+    signed = x.copy()
+    signed[2, 1, 1] = -0.0  # Equal as floats, not bit for bit: every row is computed.
+    calls.clear()
+    out = user_tower.once_per_user(users, {"x": tf.constant(signed), "n": n}, fn)
+    self.assertEqual(calls, [3])
+    self.assertAllEqual(np.signbit(out.numpy()), np.signbit(fn({"x": signed, "n": n}).numpy()))
+
+  def test_comparable_words(self):
+    floats = tf.constant([[[1.0, -0.0], [np.nan, 2.0]], [[1.0, 0.0], [np.nan, 2.0]]])
+    words = user_tower.comparable_words(floats)
+    self.assertEqual((words.dtype, words.shape), (tf.int64, (2, 2)))
+    self.assertAllEqual(tf.equal(words[0], words[1]), [False, True])  # -0.0 != 0.0; same NaN.
+    ints = user_tower.comparable_words(tf.constant([[1, 2, 3, 4]], tf.int32))
+    self.assertEqual((ints.dtype, ints.shape), (tf.int64, (1, 2)))
+    odd = user_tower.comparable_words(tf.constant([[1.5, 2.5, 3.5]]))
+    self.assertEqual((odd.dtype, odd.shape), (tf.int32, (1, 3)))
+    strings = user_tower.comparable_words(tf.constant([["a", "b"]]))
+    self.assertEqual((strings.dtype, strings.shape), (tf.string, (1, 2)))
+
   def test_inference_matches_training_path(self):
     item = hash_item.HashItem(num_bins=16, embedding_dim=2)
     tower = user_tower.UserTower(user_buckets=8, embedding_dim=3, item_representation=item)

@@ -1,0 +1,220 @@
+"""Known catalogue items' subword tokens inside the serving graph, found by an exact row match.
+
+The RQ-VAE is frozen and the tokenizers are deterministic, so once the catalogue is known (at export
+time) every catalogue item's SID and subword tokens are fixed. A `CatalogueCache` holds them as
+constants of the exported graph: a served content embedding (or SID) that is a catalogue row gets
+its tokens from one table lookup and two gathers instead of the nearest-code search (and the
+tokenizer); any other row goes through the encoder and tokenizer as before, and only those rows.
+
+Lookup of a batch of rows (float32 content embeddings [B, D] or integer codes [B, L]), per row:
+  1. fingerprint: the row's 32-bit words (float32 bit patterns; integers modulo 2^32) times two
+     fixed columns of odd int32 multipliers, summed modulo 2^32 (one int32 `MatMul`, about half
+     the time of an int64 one), the two sums packed into one int64;
+  2. fingerprint -> catalogue row index, a `tf.lookup.StaticHashTable` (a tracked resource);
+  3. collision guard: the stored catalogue row at that index must have the same int64 words (two
+     float32 bit patterns per word; integers widened exactly), so a fingerprint collision can only
+     turn a hit into a miss, never into wrong tokens. The table keeps the first catalogue row of
+     each fingerprint: a duplicate row finds it (same tokens), a different row that collides with
+     it always misses.
+
+Everything is core TF (`Bitcast`, `MatMul`, `LookupTableFindV2`, `GatherV2`, `Equal`, `All`), so
+stock TF Serving loads it; the stored rows are constants of the graph (saved_model.pb grows by the
+catalogue's size: N * D * 4 bytes for content rows), not weights: checkpoints do not change.
+"""
+
+from typing import Callable, Optional, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+FINGERPRINT_SEED = 20_240_607
+MAX_CACHED_BYTES = 1 << 30  # Graph constants live in saved_model.pb, a protobuf (2 GiB at most).
+
+
+def multipliers(width: int) -> np.ndarray:
+  """The fixed odd multipliers uint32[width, 2] of the fingerprint of rows of `width` words."""
+  rng = np.random.default_rng(FINGERPRINT_SEED + width)
+  return (rng.integers(0, 2**32, size=(width, 2), dtype=np.uint64) | 1).astype(np.uint32)
+
+
+def words(rows: tf.Tensor) -> tf.Tensor:
+  """int64[B, W] words of `rows` [B, D]: float32 bit patterns two per word (W = D / 2; one per
+  word for odd D), integers widened (W = D). Equal words mean bit-identical rows."""
+  if rows.dtype != tf.float32:
+    return tf.cast(rows, tf.int64)
+  bits = tf.bitcast(rows, tf.int32)
+  width = rows.shape[-1]
+  if width is None or width % 2:
+    return tf.cast(bits, tf.int64)
+  return tf.bitcast(tf.reshape(bits, [-1, width // 2, 2]), tf.int64)
+
+
+def numpy_words(rows: np.ndarray) -> np.ndarray:
+  """`words` in NumPy: int64[N, W]."""
+  rows = np.ascontiguousarray(rows)
+  if rows.dtype != np.float32:
+    return rows.astype(np.int64)
+  if rows.shape[1] % 2:
+    return rows.view(np.int32).astype(np.int64)
+  return rows.view(np.int64)  # Little-endian pairs, as `tf.bitcast` of [..., 2] int32.
+
+
+def fingerprints(rows: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
+  """int64[B] fingerprints of `rows` [B, D] (float32 or integer; `factors`: `multipliers(D)` as
+  int32[D, 2])."""
+  bits = tf.bitcast(rows, tf.int32) if rows.dtype == tf.float32 else tf.cast(rows, tf.int32)
+  sums = tf.matmul(bits, factors)  # int32: wraps modulo 2^32.
+  high = tf.bitwise.left_shift(tf.cast(sums[:, 0], tf.int64), tf.constant(32, tf.int64))
+  low = tf.bitwise.bitwise_and(tf.cast(sums[:, 1], tf.int64), tf.constant(0xFFFFFFFF, tf.int64))
+  return tf.bitwise.bitwise_or(high, low)
+
+
+def numpy_fingerprints(rows: np.ndarray) -> np.ndarray:
+  """`fingerprints` in NumPy (uint32 arithmetic, wrapping by definition): int64[N]."""
+  rows = np.ascontiguousarray(rows)
+  bits = (
+    rows.view(np.uint32) if rows.dtype == np.float32 else rows.astype(np.int64).astype(np.uint32)
+  )
+  factors = multipliers(rows.shape[1])
+  sums = np.zeros((len(rows), 2), np.uint32)
+  with np.errstate(over="ignore"):
+    for start in range(0, len(rows), 8192):  # Bounded memory for the [chunk, D, 2] products.
+      chunk = bits[start : start + 8192, :, None] * factors[None, :, :]
+      sums[start : start + 8192] = chunk.sum(axis=1, dtype=np.uint32)
+  return ((sums[:, 0].astype(np.uint64) << np.uint64(32)) | sums[:, 1]).view(np.int64)
+
+
+class ExactRowIndex(tf.Module):
+  """Exact lookup of rows in a fixed table of rows, each with a value row (see the module doc).
+
+  Args:
+    rows: float32 or integer [N, W]. The catalogue's rows (content embeddings or codes).
+    values: [N, ...]. What a row maps to (its padded subword tokens).
+    name: str. Module name.
+
+  Call arguments:
+    inputs: [B, W], the dtype of `rows` (integers of any width for integer rows).
+
+  Returns:
+    `(hit bool[B], values [B, ...])`; where `hit` is False the value is that of some catalogue row
+    and must be replaced by the caller.
+
+  Raises:
+    ValueError: if `rows` is not 2-D, holds no row, or `values` has another number of rows.
+  """
+
+  def __init__(self, rows: np.ndarray, values: np.ndarray, name: str = "exact_row_index"):
+    super().__init__(name=name)
+    rows, values = np.asarray(rows), np.asarray(values)
+    if rows.ndim != 2 or not len(rows) or len(values) != len(rows):
+      raise ValueError(
+        "`rows` must be [N, W] with N >= 1 and `values` [N, ...]. Received: "
+        f"rows {rows.shape}, values {values.shape}"
+      )
+    if rows.dtype != np.float32 and not np.issubdtype(rows.dtype, np.integer):
+      raise ValueError(f"`rows` must be float32 or integers. Received: dtype={rows.dtype}")
+    row_words = numpy_words(rows)
+    keys = numpy_fingerprints(rows)
+    _, first = np.unique(keys, return_index=True)  # One row per fingerprint (module docstring).
+    first = np.sort(first)
+    self.width = rows.shape[1]
+    self.dtype = tf.as_dtype(rows.dtype)
+    self.num_rows = len(first)
+    self.words = tf.constant(row_words[first])
+    self.values = tf.constant(values[first])
+    self.factors = tf.constant(multipliers(self.width).view(np.int32))
+    self.table = tf.lookup.StaticHashTable(
+      tf.lookup.KeyValueTensorInitializer(
+        tf.constant(keys[first]), tf.range(self.num_rows, dtype=tf.int64)
+      ),
+      default_value=tf.constant(-1, tf.int64),
+      name=f"{name}_table",
+    )
+
+  def __call__(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    with tf.name_scope(self.name):
+      found = self.table.lookup(fingerprints(inputs, self.factors))
+      index = tf.maximum(found, 0)
+      same = tf.reduce_all(tf.equal(tf.gather(self.words, index), words(inputs)), axis=1)
+      return tf.logical_and(found >= 0, same), tf.gather(self.values, index)
+
+
+def merge_misses(
+  hit: tf.Tensor, cached: tf.Tensor, inputs: tf.Tensor, compute: Callable[[tf.Tensor], tf.Tensor]
+) -> tf.Tensor:
+  """`cached` [B, ...] with the rows where `hit` [B] is False replaced by `compute` of those rows
+  of `inputs` only; `compute` does not run when every row hits."""
+
+  def with_misses():
+    misses = tf.where(tf.logical_not(hit))
+    fresh = compute(tf.gather_nd(inputs, misses))
+    return tf.tensor_scatter_nd_update(cached, misses, tf.cast(fresh, cached.dtype))
+
+  return tf.cond(tf.reduce_all(hit), lambda: tf.identity(cached), with_misses)
+
+
+class CatalogueCache(tf.Module):
+  """The catalogue's padded subword tokens, keyed by content embedding and/or by SID.
+
+  Args:
+    embeddings: Optional float32[N, D]. The items' content embeddings; None: no content index.
+    embedding_tokens: Optional int64[N, T]. Their padded tokens (-1 = no token).
+    codes: Optional int[M, L]. SIDs; None: no SID index (a tabulated SID space needs none:
+      `model.sid_item.TokenTable` is exact and cheaper).
+    code_tokens: Optional int64[M, T]. Their padded tokens.
+    name: str. Module name.
+
+  Attributes:
+    content_index, codes_index: `ExactRowIndex` or None.
+
+  Raises:
+    ValueError: if neither index is given, rows and tokens disagree, or the stored rows would
+      exceed `MAX_CACHED_BYTES`.
+  """
+
+  def __init__(
+    self,
+    embeddings: Optional[np.ndarray] = None,
+    embedding_tokens: Optional[np.ndarray] = None,
+    codes: Optional[np.ndarray] = None,
+    code_tokens: Optional[np.ndarray] = None,
+    name: str = "catalogue_cache",
+  ):
+    super().__init__(name=name)
+    pairs = {"content_index": (embeddings, embedding_tokens), "codes_index": (codes, code_tokens)}
+    if all(rows is None for rows, _ in pairs.values()):
+      raise ValueError("A CatalogueCache needs `embeddings`, `codes` or both. Received neither.")
+    total = 0
+    for rows, tokens in pairs.values():
+      if (rows is None) != (tokens is None):
+        raise ValueError("Each of `embeddings` and `codes` needs its tokens, and only then.")
+      if rows is not None:
+        total += np.asarray(rows).nbytes + np.asarray(tokens).size * 4
+    if total > MAX_CACHED_BYTES:
+      raise ValueError(
+        f"The catalogue cache would hold {total / 2**20:.0f} MiB of graph constants; at most "
+        f"{MAX_CACHED_BYTES / 2**20:.0f} MiB fit a SavedModel. Cache fewer items."
+      )
+    for kind, (rows, tokens) in pairs.items():
+      index = None
+      if rows is not None:
+        rows = np.asarray(rows, np.float32 if kind == "content_index" else np.int32)
+        index = ExactRowIndex(rows, _narrow(np.asarray(tokens, np.int64)), name=kind)
+      setattr(self, kind, index)
+
+  def tokens(
+    self,
+    index: ExactRowIndex,
+    inputs: tf.Tensor,
+    compute: Callable[[tf.Tensor], tf.Tensor],
+  ) -> tf.Tensor:
+    """Padded tokens int64[B, T] of `inputs`: cached for catalogue rows, `compute` for the rest."""
+    hit, cached = index(inputs)
+    return merge_misses(hit, tf.cast(cached, tf.int64), inputs, compute)
+
+
+def _narrow(tokens: np.ndarray) -> np.ndarray:
+  """Token ids as int32 when they fit (half the bytes in the export), else as they are."""
+  if tokens.size and (tokens.max() >= 2**31 or tokens.min() < -(2**31)):
+    return tokens
+  return tokens.astype(np.int32)
