@@ -27,6 +27,7 @@ __all__ = [
   "job_flags",
   "pipeline",
   "ranker_training",
+  "report_format",
   "rolling_origin",
   "rolling_origin_report",
   "run_dir",

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from features import io_utils  # noqa: E402
+from trainers import report_format  # noqa: E402
 
 REFERENCE = "reference"
 PLOTS = ("agreement.png", "subtrie_sizes.png", "prefix_similarity.png", "category_agreement.png")
@@ -104,8 +104,7 @@ def findings(results: Dict[str, Any]) -> List[str]:
 
 
 def _table(header: List[str], rows: List[List[str]]) -> List[str]:
-  lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-  return lines + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+  return report_format.table(header, rows) + [""]
 
 
 def _versions_table(results) -> List[str]:
@@ -241,34 +240,34 @@ def markdown(results: Dict[str, Any]) -> str:
   return "\n".join(lines)
 
 
-def _save(fig, path: str) -> None:
-  fig.tight_layout()
-  with io_utils.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110)
-  plt.close(fig)
-
-
 def _errorbar(ax, xs, intervals, **kwargs):
   ys = np.array([d["value"] for d in intervals])
   err = np.abs(np.array([[d["low"] for d in intervals], [d["high"] for d in intervals]]) - ys)
   return ax.errorbar(xs, ys, yerr=err, fmt="o-", capsize=3, **kwargs)
 
 
+def _prefix_panel(ax, series, value_key: str, chance_key: str) -> None:
+  """A share in [0, 1] against prefix length n: per (label, rows) a line with intervals
+  (`rows[i][value_key]`) and its chance level (`chance_key`) dotted in the same colour."""
+  for label, rows in series:
+    xs = [r["prefix_length"] for r in rows]
+    line = _errorbar(ax, xs, [r[value_key] for r in rows], label=label)
+    ax.plot(xs, [r[chance_key] for r in rows], ":", color=line[0].get_color())
+  ax.set_xticks(xs)
+  ax.set_ylim(0, 1.02)
+  ax.set_xlabel("prefix length n")
+  ax.legend(fontsize="small")
+
+
 def plot_agreement(results: Dict[str, Any], path: str) -> None:
   comps = list(results["stability"].values())
   fig, axes = plt.subplots(1, len(comps), figsize=(5 * len(comps), 3.8), squeeze=False)
   for ax, comp in zip(axes[0], comps):
-    for subset, part in comp["subsets"].items():
-      xs = [r["prefix_length"] for r in part["agreement"]]
-      line = _errorbar(ax, xs, [r["agreement"] for r in part["agreement"]], label=subset)
-      ax.plot(xs, [r["chance"] for r in part["agreement"]], ":", color=line[0].get_color())
-    ax.set_xticks(xs)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("prefix length n")
+    series = [(subset, part["agreement"]) for subset, part in comp["subsets"].items()]
+    _prefix_panel(ax, series, "agreement", "chance")
     ax.set_ylabel(f"pairs sharing it in {comp['a']}:\nshare also in {comp['b']}")
     ax.set_title(f"{comp['a']} vs {comp['b']} (dotted: chance)", fontsize="medium")
-    ax.legend(fontsize="small")
-  _save(fig, path)
+  report_format.save_figure(fig, path)
 
 
 def plot_subtrie_sizes(results: Dict[str, Any], path: str) -> None:
@@ -287,7 +286,7 @@ def plot_subtrie_sizes(results: Dict[str, Any], path: str) -> None:
     ax.set_ylabel("number of prefixes")
     ax.set_title(f"prefix length {n + 1}")
     ax.legend(fontsize="x-small")
-  _save(fig, path)
+  report_format.save_figure(fig, path)
 
 
 def plot_prefix_similarity(results: Dict[str, Any], path: str) -> None:
@@ -305,7 +304,7 @@ def plot_prefix_similarity(results: Dict[str, Any], path: str) -> None:
   ax.set_xlabel("prefix length n")
   ax.set_ylabel("mean cosine, items sharing the n-prefix")
   ax.legend(fontsize="small")
-  _save(fig, path)
+  report_format.save_figure(fig, path)
 
 
 def plot_categories(results: Dict[str, Any], path: str) -> None:
@@ -316,18 +315,11 @@ def plot_categories(results: Dict[str, Any], path: str) -> None:
     axes[0].text(0.5, 0.5, "no known categories for this dataset", ha="center", va="center")
     axes[0].set_axis_off()
   for ax, cat in zip(axes, names):
-    for name, h in results["hierarchy"].items():
-      rows = h["categories"][cat]
-      xs = [r["prefix_length"] for r in rows]
-      line = _errorbar(ax, xs, [r["nmi"] for r in rows], label=name)
-      ax.plot(xs, [r["chance_nmi"] for r in rows], ":", color=line[0].get_color())
-    ax.set_xticks(xs)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("prefix length n")
+    series = [(name, h["categories"][cat]) for name, h in results["hierarchy"].items()]
+    _prefix_panel(ax, series, "nmi", "chance_nmi")
     ax.set_ylabel(f"NMI(n-prefix, {cat})")
     ax.set_title(f"{cat} (dotted: shuffled)", fontsize="medium")
-    ax.legend(fontsize="small")
-  _save(fig, path)
+  report_format.save_figure(fig, path)
 
 
 def plots(results: Dict[str, Any], directory: str) -> None:

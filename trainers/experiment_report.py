@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from features import io_utils  # noqa: E402
 from features import synthetic as synthetic_lib  # noqa: E402
 from model import metrics as metrics_lib  # noqa: E402
 from model import schemes  # noqa: E402
+from trainers import report_format  # noqa: E402
 
 SLICES = ("all", "warm", "cold", "cold_known_user", "cold_new_user")
 # The paper's popularity and item-age slices (`model.metrics.extra_slice_masks`).
@@ -200,13 +200,16 @@ def _gauc_cell(entry: Dict[str, Any]) -> str:
 
 def _finding(name: str, d: Dict[str, float]) -> str:
   """A finding in words: "+x [lo, hi]" and whether the interval excludes zero."""
-  if d["low"] > 0:
-    verdict = "above"
-  elif d["high"] < 0:
-    verdict = "below"
-  else:
-    verdict = "not distinguishable from"
-  return f"{name} {_ci(d)} ({verdict} hashing)"
+  return f"{name} {_ci(d)} ({report_format.verdict(d['low'], d['high'])} hashing)"
+
+
+# The paper's replication check: dense input vs hashing overall, on head items, on new items.
+DENSE_CHECK = (("AUC all", "auc_all"), ("AUC head", "auc_head"), ("GAUC cold", "gauc_cold"))
+
+
+def _findings(diffs: Dict[str, Dict[str, float]], labels) -> str:
+  """`_finding` of each (label, key) in `labels` that `diffs` holds, joined by "; "."""
+  return "; ".join(_finding(label, diffs[k]) for label, k in labels if k in diffs)
 
 
 def _slice_table(entries: List[Dict[str, Any]]) -> List[str]:
@@ -225,7 +228,7 @@ def _slice_table(entries: List[Dict[str, Any]]) -> List[str]:
     for s in BAND_SLICES:
       cells += [f"{_fmt(t[s]['auc'])} ({t[s]['rows']})", _gauc_cell(t[s])]
     cells += [_ci(vs[k]) if k in vs else "" for k in ("auc_head", "auc_tail", "auc_age_under_1d")]
-    lines.append("| " + " | ".join(cells) + " |")
+    lines.append(report_format.row(cells))
   return lines
 
 
@@ -277,7 +280,7 @@ def markdown(summary: Dict[str, Any]) -> str:
         f"{val['gauc_cold']:+.4f}" if val else "",
         f"{e['train_examples_per_s']['mean']:.0f}",
       ]
-      lines.append("| " + " | ".join(cells) + " |")
+      lines.append(report_format.row(cells))
     lines.append("")
     band_rows = _slice_table([x for x in summary["entries"] if x["history"] == history])
     if len(band_rows) > 2:
@@ -304,15 +307,14 @@ def markdown(summary: Dict[str, Any]) -> str:
         f"{c['history']}.",
         "",
         f"Finding on the test slice, {c['scheme']} vs hashing: "
-        + "; ".join(
-          _finding(label, t[k])
-          for label, k in (
+        + _findings(
+          t,
+          (
             ("AUC all", "auc_all"),
             ("GAUC all", "gauc_all"),
             ("GAUC cold", "gauc_cold"),
             ("AUC cold", "auc_cold"),
-          )
-          if k in t
+          ),
         )
         + ".",
         "",
@@ -322,18 +324,7 @@ def markdown(summary: Dict[str, Any]) -> str:
     lines += ["## Dense content input vs hashing (the paper's replication check)", ""]
     for e in dense:
       vs = e["vs_hash"]
-      lines.append(
-        f"- history {e['history']}, vs hash@{e['rows']}: "
-        + "; ".join(
-          _finding(label, vs[k])
-          for label, k in (
-            ("AUC all", "auc_all"),
-            ("AUC head", "auc_head"),
-            ("GAUC cold", "gauc_cold"),
-          )
-          if k in vs
-        )
-      )
+      lines.append(f"- history {e['history']}, vs hash@{e['rows']}: " + _findings(vs, DENSE_CHECK))
     lines.append("")
   return "\n".join(lines) + "\n"
 
@@ -389,10 +380,7 @@ def plot(summary: Dict[str, Any], history: str, path: str) -> None:
     ax.set_title(f"{title}, history {history}")
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
-  fig.tight_layout()
-  with io_utils.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110)
-  plt.close(fig)
+  report_format.save_figure(fig, path)
 
 
 def bar_plot(summary: Dict[str, Any], path: str) -> None:
@@ -416,7 +404,4 @@ def bar_plot(summary: Dict[str, Any], path: str) -> None:
     ax.set_title(f"{title} (test)")
     ax.tick_params(axis="x", rotation=30)
     ax.grid(axis="y", alpha=0.3)
-  fig.tight_layout()
-  with io_utils.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110)
-  plt.close(fig)
+  report_format.save_figure(fig, path)

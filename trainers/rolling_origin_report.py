@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 from features import io_utils  # noqa: E402
 from model import metrics as metrics_lib  # noqa: E402
 from model import schemes  # noqa: E402
-from trainers import experiment_report  # noqa: E402
+from trainers import experiment_report, report_format  # noqa: E402
 
 # (name, slice, metric): the per-cut values with intervals.
 VALUES = (
@@ -394,11 +394,18 @@ def _signed(value: float) -> str:
   return f"{value:+.4f}" if np.isfinite(value) else "n/a"
 
 
+VALIDATION_HEADER = ("val Δ AUC all", "val Δ GAUC cold")
+
+
+def _validation_cells(val: Optional[Dict[str, float]]) -> List[str]:
+  """The validation differences' cells (`VALIDATION_HEADER`); empty for hashing itself."""
+  return [_signed(val["auc_all"]), _signed(val["gauc_cold"])] if val else ["", ""]
+
+
 def _finding(label: str, d: Dict[str, Any]) -> str:
   if d.get("value") is None:
     return f"{label} {_ci(d)}"
-  verdict = "above" if d["low"] > 0 else "below" if d["high"] < 0 else "not distinguishable from"
-  return f"{label} {_ci(d)} ({verdict} hashing)"
+  return f"{label} {_ci(d)} ({report_format.verdict(d['low'], d['high'])} hashing)"
 
 
 def _date(t: Optional[int]) -> str:
@@ -431,11 +438,11 @@ def _protocol_lines(summary: Dict[str, Any]) -> List[str]:
 
 
 def _cut_table(summary: Dict[str, Any]) -> List[str]:
-  lines = [
-    "| cut | test window (UTC) | train rows | fit | validation | test rows | cold rows | cold "
-    "items | users with cold rows | items for SIDs |",
-    "|" + "---|" * 10,
-  ]
+  header = [
+    "cut", "test window (UTC)", "train rows", "fit", "validation", "test rows", "cold rows",
+    "cold items", "users with cold rows", "items for SIDs",
+  ]  # fmt: skip
+  rows = []
   for c in summary["cuts"]:
     n = c.get("counts", {})
     cells = [
@@ -446,16 +453,16 @@ def _cut_table(summary: Dict[str, Any]) -> List[str]:
       str(n.get("n_cold_users", "")),
       str(c.get("sid_items", "")),
     ]
-    lines.append("| " + " | ".join(cells) + " |")
-  return lines
+    rows.append(cells)
+  return report_format.table(header, rows)
 
 
 def _pooled_table(summary: Dict[str, Any]) -> List[str]:
-  lines = [
-    "| scheme | rows | AUC cold | GAUC cold | Δ AUC cold | Δ GAUC cold | Δ AUC all | Δ GAUC all | "
-    "val Δ AUC all | val Δ GAUC cold |",
-    "|" + "---|" * 10,
-  ]
+  header = [
+    "scheme", "rows", "AUC cold", "GAUC cold", "Δ AUC cold", "Δ GAUC cold", "Δ AUC all",
+    "Δ GAUC all", *VALIDATION_HEADER,
+  ]  # fmt: skip
+  rows = []
   for e in summary["pooled"]["entries"]:
     vs, val = e.get("vs_hash") or {}, e.get("validation_vs_hash")
     cells = [
@@ -464,30 +471,28 @@ def _pooled_table(summary: Dict[str, Any]) -> List[str]:
       _ci(e["values"]["auc_cold"], signed=False),
       _ci(e["values"]["gauc_cold"], signed=False),
       *(_ci(vs.get(k)) for k in ("auc_cold", "gauc_cold", "auc_all", "gauc_all")),
-      _signed(val["auc_all"]) if val else "",
-      _signed(val["gauc_cold"]) if val else "",
+      *_validation_cells(val),
     ]
-    lines.append("| " + " | ".join(cells) + " |")
-  return lines
+    rows.append(cells)
+  return report_format.table(header, rows)
 
 
 def _per_cut_table(cut: Dict[str, Any]) -> List[str]:
-  lines = [
-    "| scheme | AUC all | AUC warm | AUC cold | GAUC cold | Δ AUC all | Δ AUC cold | Δ GAUC cold "
-    "| val Δ AUC all | val Δ GAUC cold |",
-    "|" + "---|" * 10,
-  ]
+  header = [
+    "scheme", "AUC all", "AUC warm", "AUC cold", "GAUC cold", "Δ AUC all", "Δ AUC cold",
+    "Δ GAUC cold", *VALIDATION_HEADER,
+  ]  # fmt: skip
+  rows = []
   for e in cut["entries"]:
     iv, val = cut["intervals"][e["scheme"]], e.get("validation_vs_hash")
     cells = [
       e["scheme"],
       *(_ci(iv[k], signed=False) for k, _, _ in VALUES),
       *(_ci(_cut_diff(cut, e, k)) for k in ("auc_all", "auc_cold", "gauc_cold")),
-      _signed(val["auc_all"]) if val else "",
-      _signed(val["gauc_cold"]) if val else "",
+      *_validation_cells(val),
     ]
-    lines.append("| " + " | ".join(cells) + " |")
-  return lines
+    rows.append(cells)
+  return report_format.table(header, rows)
 
 
 def markdown(summary: Dict[str, Any]) -> str:
@@ -541,13 +546,6 @@ def markdown(summary: Dict[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def _save(fig, path: str) -> None:
-  fig.tight_layout()
-  with io_utils.atomic_path(path) as tmp:
-    fig.savefig(tmp, format="png", dpi=110)
-  plt.close(fig)
-
-
 def _errorbar(ax, x: float, d: Optional[Dict[str, Any]], **kwargs) -> bool:
   """One point with its interval; False (nothing drawn) when the value is missing."""
   if not d or d.get("value") is None or not np.isfinite(d["value"]):
@@ -576,7 +574,7 @@ def plot_per_cut(summary: Dict[str, Any], path: str) -> None:
     ax.set_title(f"{LABELS[key]} (test)")
     ax.grid(alpha=0.3)
   axes.flat[0].legend(fontsize=8)
-  _save(fig, path)
+  report_format.save_figure(fig, path)
 
 
 def plot_vs_hash(summary: Dict[str, Any], path: str) -> None:
@@ -603,7 +601,7 @@ def plot_vs_hash(summary: Dict[str, Any], path: str) -> None:
     ax.set_title(f"Δ {LABELS[key]} vs hashing (test)")
     ax.grid(alpha=0.3)
   axes[0].legend(fontsize=8)
-  _save(fig, path)
+  report_format.save_figure(fig, path)
 
 
 def write(summary: Dict[str, Any], output_dir: str) -> None:
