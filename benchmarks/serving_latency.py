@@ -49,7 +49,7 @@ import sys
 import time
 
 from export import export_model, serving_assets, signatures
-from features import io_utils, spm_training
+from features import feature_spec, io_utils, spm_training
 from model import ranker as ranker_lib
 from model import schemes, semantic_id_encoder, sid_item
 from trainers import artifacts, cli, data_flags, job_flags, ranker_training
@@ -84,6 +84,14 @@ flags.DEFINE_string("head_tree", None, "A checkout of the previous code (TF Text
 flags.DEFINE_bool("codes_rows", True, "experiment: also time each SID scheme's predict_codes.")
 flags.DEFINE_bool(
   "catalogue_cache", True, "SID exports cache their catalogue's tokens (sid_item.cache_catalogue)."
+)
+flags.DEFINE_enum(
+  "history_rows",
+  "repeated",
+  ["repeated", "once"],
+  "How a request carries the user's history: repeated on every candidate row (a plain batch; "
+  "the signature passes it on once when the rows are bit-identical), or once, one row for all "
+  "candidates (`export.signatures.ServingContract.shared_keys`).",
 )
 flags.DEFINE_list(
   "request_items",
@@ -254,7 +262,12 @@ def one_user_request(specs, candidates: int, seed: int = 0, catalogue=None):
         history = name.startswith("history")
         drawn = catalogue[rng.integers(0, len(catalogue), inputs[name].shape[int(history)])]
         inputs[name] = np.repeat(drawn[None], candidates, axis=0) if history else drawn
-  return inputs
+  return _history_once(inputs) if FLAGS.history_rows == "once" else inputs
+
+
+def _history_once(inputs: dict) -> dict:
+  """The request with each history input sent once (its first row) instead of on every row."""
+  return {k: v[:1] if k.startswith(feature_spec.HISTORY_PREFIX) else v for k, v in inputs.items()}
 
 
 def requests_for(loaded, signature: str, candidates: int, catalogue=None, codes=None) -> dict:
@@ -270,6 +283,8 @@ def requests_for(loaded, signature: str, candidates: int, catalogue=None, codes=
       if "history_codes" in inputs:
         drawn = codes[rng.integers(0, len(codes), inputs["history_codes"].shape[1])]
         inputs["history_codes"] = np.repeat(drawn[None].astype(np.int32), candidates, axis=0)
+    if FLAGS.history_rows == "once":
+      inputs = _history_once(inputs)
   return {name: tf.constant(value) for name, value in inputs.items()}
 
 
@@ -512,7 +527,8 @@ def markdown(suite: str, result: dict) -> str:
   lines = [
     f"# Serving latency: {suite}",
     "",
-    f"{result['method']}; {FLAGS.repetitions} timed requests per cell; "
+    f"{result['method']}; history {FLAGS.history_rows} per request; "
+    f"{FLAGS.repetitions} timed requests per cell; "
     f"{machine['cpus']} CPUs, TF {machine['tf']}; scale {result.get('scale')}.",
     "",
   ]

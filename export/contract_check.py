@@ -16,7 +16,11 @@ Checks, each reported PASS/FAIL:
   5. `cpp_loader`: `tensorflow::LoadSavedModel` + `Session::Run` (`export/loader_check.py`), with no
      op library loaded and no TF Text library mapped into the process, matches `serving_default`;
      `cpp_codes` the same for `predict_codes`.
-  6. `cpp_bad_input_*`: through the C++ loader, a NaN embedding and a wrong embedding width fail
+  6. `shared_history` (exports with history inputs; in this process): a request of one user (every
+     row repeats row 0's history) gives the same predictions as the per-row path (the same rows
+     plus one row with another history, so no row is shared), and the same again with the
+     history sent once (one row for all candidates), through `serving_default` and `predict_codes`.
+  7. `cpp_bad_input_*`: through the C++ loader, a NaN embedding and a wrong embedding width fail
      with INVALID_ARGUMENT naming the input; through `predict_codes`, a code out of range, a wrong
      SID length, a NaN history mask fail naming the input, and int64 codes fail with
      INVALID_ARGUMENT from the runtime (which names the argument's position, before any op runs).
@@ -246,6 +250,8 @@ def check_exports(
       checks += _fresh_checks(ref, results, summary, tolerance)
     else:
       checks.append(CheckResult("fresh_python", False, failure))
+    shared = _shared_history_check(export_dir, ref, tolerance)
+    checks += [shared] if shared is not None else []
     if not skip_cpp:
       checks += cpp_checks(export_dir, ref.inputs, ref.outputs, tolerance, build_dir, embedding_key)
     out[export_dir] = checks
@@ -264,6 +270,36 @@ def run_checks(
   return check_exports([export_dir], batch_size, tolerance, build_dir, skip_cpp, embedding_key)[
     export_dir
   ]
+
+
+def _shared_history_check(export_dir: str, ref: _Reference, tolerance: float):
+  """Check 6 (None for an export without history inputs)."""
+  loaded = tf.saved_model.load(export_dir, tags=["serve"])
+  diffs = {}
+  for signature, inputs in ref.inputs.items():
+    shared = [k for k in inputs if k.startswith(feature_spec.HISTORY_PREFIX)]
+    if not shared:
+      continue
+    serve = loaded.signatures[signature]
+    one_user = {k: np.repeat(v[:1], len(v), 0) if k in shared else v for k, v in inputs.items()}
+    # One more row with another row's history: no history is shared, every row runs on its own.
+    per_row = {k: np.concatenate([one_user[k], v[1:2]]) for k, v in inputs.items()}
+    once = {k: v[:1] if k in shared else v for k, v in one_user.items()}
+
+    def run(request, rows=None):
+      outputs = serve(**{k: tf.constant(v) for k, v in request.items()})
+      return {k: v.numpy()[:rows] for k, v in outputs.items()}
+
+    reference = run(per_row, len(inputs[shared[0]]))
+    diffs[signature] = max(_max_diff(reference, run(one_user)), _max_diff(reference, run(once)))
+  if not diffs:
+    return None
+  return CheckResult(
+    "shared_history",
+    max(diffs.values()) <= tolerance,
+    "max |diff| vs the per-row path, history repeated and sent once: "
+    + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()),
+  )
 
 
 def _core_ops_check(export_dir: str) -> CheckResult:

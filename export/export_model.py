@@ -45,6 +45,7 @@ from absl import app, flags
 from export import contract_check, serving_assets, signatures
 from features import feature_spec, io_utils
 from model import sid_item
+from model import user_tower as user_tower_lib
 from trainers import cli, job_flags, ranker_training
 
 TRAINING_ONLY_CHILDREN = ("optimizer",)
@@ -155,8 +156,8 @@ def keras_serving_module(ranker, content_dim: int, max_batch_size: int) -> signa
   if encoder is not None and len(layers) == 1:
     with sid_item.reading(representation, sid_item.CODES):
       specs = signatures.with_sid_length(ranker.input_specs(content_dim), layers[0].num_levels)
-    bounds = {k: layers[0].codebook_size for k in specs if k.endswith(feature_spec.CODES)}
-    codes_contract = _contract(specs, ranker, max_batch_size, bounds)
+      bounds = {k: layers[0].codebook_size for k in specs if k.endswith(feature_spec.CODES)}
+      codes_contract = _contract(specs, ranker, max_batch_size, bounds)
 
     def codes_fn(features):
       with sid_item.reading(representation, sid_item.CODES):
@@ -177,12 +178,17 @@ def keras_serving_module(ranker, content_dim: int, max_batch_size: int) -> signa
 
 
 def _contract(specs, ranker, max_batch_size: int, bounds=None) -> signatures.ServingContract:
+  # The history inputs are passed once when a request repeats them: the UserTower applies a
+  # one-row history to every row (another user tower might not).
+  tower = ranker.user_tower
+  shared = tower.history_keys() if isinstance(tower, user_tower_lib.UserTower) else ()
   return signatures.ServingContract(
     input_specs={k: tf.TensorSpec(s.shape, s.dtype) for k, s in specs.items()},
     output_names=ranker.prediction_names,
     embedding_key=EMBEDDING_KEY if EMBEDDING_KEY in specs else None,
     max_batch_size=max_batch_size,
     value_bounds=bounds or {},
+    shared_keys=tuple(k for k in shared if k in specs),
   )
 
 

@@ -58,35 +58,57 @@ def once_per_user(
   A ranking request scores many candidates for one user, so every row repeats the same history;
   encoding it once per user instead of once per row removes most of the SID encoder's and the
   tokenizer's work. The shortcut is exact: when some user's rows do not all carry the same features,
-  bit for bit (as in a training batch), `fn` runs on every row instead.
+  bit for bit (as in a training batch), `fn` runs on every row instead. Features of ONE row (the
+  serving signature passes a request's history once when every row repeats it,
+  `export.signatures.ServingContract.shared_keys`) are every row's.
 
   Args:
     user_ids: string[B]. Rows with one id share one computation.
-    features: dict of tensors with leading dimension B (the history inputs).
+    features: dict of tensors with leading dimension B, or all with leading dimension 1 (the
+      history inputs).
     fn: maps such a dict (with any leading dimension) to float[rows, d].
 
   Returns:
-    float[B, d], equal to `fn(features)`.
+    float[B, d], equal to `fn(features)` (to `fn` of the one row on every row).
   """
-  unique, index = tf.unique(user_ids)
   rows = tf.shape(user_ids)[0]
-  first = tf.math.unsorted_segment_min(tf.range(rows), index, tf.shape(unique)[0])
-  once = {k: tf.gather(v, first) for k, v in features.items()}
-  words = {k: comparable_words(v) for k, v in features.items()}
+  given = tf.shape(next(iter(features.values())))[0]
 
-  def all_equal(reference):  # reference(k): what every row of words[k] must equal.
-    return tf.reduce_all(
-      tf.stack([tf.reduce_all(tf.equal(reference(k), v)) for k, v in words.items()])
+  def one_row():  # The features' single row is every row's.
+    return tf.constant(True), tf.zeros([1], tf.int32), tf.zeros([rows], tf.int32)
+
+  def per_user():
+    unique, index = tf.unique(user_ids)
+    first = tf.math.unsorted_segment_min(tf.range(rows), index, tf.shape(unique)[0])
+    # One user (a ranking request): compare each row with the one before it (no operand is
+    # broadcast or gathered); several users: every row with the first row of its own user.
+    same = tf.cond(
+      tf.equal(tf.size(unique), 1),
+      lambda: tf.reduce_all(tf.stack([rows_identical(v) for v in features.values()])),
+      lambda: tf.reduce_all(
+        tf.stack(
+          [
+            tf.reduce_all(tf.equal(tf.gather(tf.gather(w, first), index), w))
+            for w in map(comparable_words, features.values())
+          ]
+        )
+      ),
     )
+    return same, tf.cast(first, tf.int32), tf.cast(index, tf.int32)
 
-  # One user (a ranking request): compare every row with the first by broadcasting, no [B, ...]
-  # gather; several users: with the first row of each one's own.
-  same = tf.cond(
-    tf.equal(tf.size(unique), 1),
-    lambda: all_equal(lambda k: words[k][:1]),
-    lambda: all_equal(lambda k: tf.gather(tf.gather(words[k], first), index)),
-  )
+  same, first, index = tf.cond(tf.logical_and(tf.equal(given, 1), rows > 1), one_row, per_user)
+  once = {k: tf.gather(v, first) for k, v in features.items()}
   return tf.cond(same, lambda: tf.gather(fn(once), index), lambda: fn(dict(features)))
+
+
+def rows_identical(values: tf.Tensor) -> tf.Tensor:
+  """bool scalar: every row of `values` [B, ...] is bit-identical to the first (True for B <= 1).
+
+  Each row is compared with the one before it, so the comparison is one elementwise `Equal` of
+  two aligned slices (no broadcast operand), over `comparable_words`.
+  """
+  words = comparable_words(values)
+  return tf.reduce_all(tf.equal(words[1:], words[:-1]))
 
 
 def comparable_words(values: tf.Tensor) -> tf.Tensor:
@@ -96,7 +118,8 @@ def comparable_words(values: tf.Tensor) -> tf.Tensor:
   of elementwise equality); bit-identical rows give `fn` bit-identical results, and a -0.0 / 0.0
   or NaN difference only sends the batch to the per-row path. Other dtypes compare as they are.
   """
-  flat = tf.reshape(values, [tf.shape(values)[0], -1])
+  shape = tf.shape(values)
+  flat = tf.reshape(values, tf.stack([shape[0], tf.reduce_prod(shape[1:])]))  # Also for B = 0.
   if values.dtype not in (tf.float32, tf.int32):
     return flat
   size = values.shape[1:].num_elements()

@@ -228,7 +228,7 @@ class SchemeExportsTest(TestCase):
       with self.subTest(scheme):
         summary = contract_check.format_summary(results[export_dir])
         self.assertTrue(all(r.passed for r in results[export_dir]), summary)
-        expected = {"core_ops_only", "fresh_python", "fresh_python_examples"}
+        expected = {"core_ops_only", "fresh_python", "fresh_python_examples", "shared_history"}
         if schemes.get(scheme).uses_sid:
           expected.add("fresh_python_codes")
         self.assertEqual({r.name for r in results[export_dir]}, expected)

@@ -295,3 +295,99 @@ class SignaturesTest(TestCase):
 
 if __name__ == "__main__":
   tf.test.main()
+
+
+class AllFiniteTest(TestCase):
+  """`signatures.all_finite` (a matmul with zeros) finds every NaN and infinity."""
+
+  def test_each_non_finite_value_at_each_position_is_found(self):
+    check = tf.function(signatures.all_finite)
+    for shape in ((3, 4), (2, 3, 5), (7,), (1, 1)):
+      values = np.random.default_rng(0).normal(size=shape).astype(np.float32)
+      self.assertTrue(bool(check(tf.constant(values))), shape)
+      for bad in (np.nan, np.inf, -np.inf):
+        for position in range(values.size):
+          broken = values.copy().reshape(-1)
+          broken[position] = bad
+          with self.subTest(shape=shape, bad=bad, position=position):
+            self.assertFalse(bool(check(tf.constant(broken.reshape(shape)))))
+
+  def test_large_finite_values_float64_and_empty_inputs_pass(self):
+    big = np.full((2, 3), np.finfo(np.float32).max, np.float32)  # Their sum would overflow.
+    self.assertTrue(bool(signatures.all_finite(tf.constant(big))))
+    self.assertTrue(bool(signatures.all_finite(tf.zeros([0, 4]))))
+    self.assertTrue(bool(signatures.all_finite(tf.constant(3.0))))
+    self.assertFalse(bool(signatures.all_finite(tf.constant([[1.0, np.inf]], tf.float64))))
+
+
+class SharedInputsTest(TestCase):
+  """`validate_inputs` with `shared_keys`: a history repeated on every row is passed once."""
+
+  specs = {
+    "x": tf.TensorSpec([None, 2], tf.float32),
+    "history": tf.TensorSpec([None, 3, 2], tf.float32),
+    "ids": tf.TensorSpec([None, 3], tf.string),
+  }
+
+  def validate(self, features):
+    fn = tf.function(
+      lambda f: signatures.validate_inputs(f, self.specs, 10, shared_keys=("history", "ids"))
+    )
+    return {k: v.numpy() for k, v in fn(_tensors(features)).items()}
+
+  def request(self, rows=4):
+    rng = np.random.default_rng(1)
+    history = np.repeat(rng.normal(size=(1, 3, 2)).astype(np.float32), rows, 0)
+    ids = np.repeat(np.array([[b"a", b"b", b""]], dtype=object), rows, 0)
+    return {"x": rng.normal(size=(rows, 2)).astype(np.float32), "history": history, "ids": ids}
+
+  def test_identical_rows_come_back_as_one_row(self):
+    request = self.request()
+    out = self.validate(request)
+    self.assertEqual(out["history"].shape, (1, 3, 2))
+    self.assertEqual(out["ids"].shape, (1, 3))
+    self.assertAllEqual(out["history"][0], request["history"][0])
+    self.assertEqual(out["x"].shape, (4, 2))
+
+  def test_a_different_bit_keeps_every_row(self):
+    for key, value in (("history", -0.0), ("ids", b"c")):
+      request = self.request()
+      request["history"][:, 0, 0] = 0.0
+      request[key][3, 0, ...] = value  # -0.0 equals 0.0 as a float, not bit for bit.
+      with self.subTest(key):
+        out = self.validate(request)
+        self.assertEqual(out["history"].shape, (4, 3, 2))
+        self.assertEqual(out["ids"].shape, (4, 3))
+
+  def test_one_row_for_all_candidates_is_accepted(self):
+    request = self.request()
+    request = {**request, "history": request["history"][:1], "ids": request["ids"][:1]}
+    self.assertEqual(self.validate(request)["history"].shape, (1, 3, 2))
+
+  def test_other_row_counts_fail_naming_the_input(self):
+    request = self.request()
+    request["history"] = request["history"][:2]
+    with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "Input `history` must have as"):
+      self.validate(request)
+
+  def test_nan_in_a_shared_input_fails_whether_rows_repeat_or_not(self):
+    for rows in ("repeated", "one differs", "sent once"):
+      request = self.request()
+      request["history"][:, 1, 1] = np.nan
+      if rows == "one differs":
+        request["history"][2, 0, 0] += 1.0
+      if rows == "sent once":
+        request["history"] = request["history"][:1]
+      with self.subTest(rows):
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "Input `history` must be fin"):
+          self.validate(request)
+
+  def test_empty_request_passes(self):
+    self.assertEqual(self.validate(self.request(0))["x"].shape, (0, 2))
+
+  def test_contract_rejects_bad_shared_keys(self):
+    specs = {"content_embedding": tf.TensorSpec([None, 4], tf.float32), **self.specs}
+    for shared in (("missing",), ("content_embedding",), tuple(specs)):
+      with self.subTest(shared):
+        with self.assertRaisesRegex(ValueError, "shared_keys"):
+          signatures.ServingContract(specs, shared_keys=shared)

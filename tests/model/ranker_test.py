@@ -128,6 +128,28 @@ class UserTowerTest(base.TestCase):
     self.assertEqual(calls, [3])
     self.assertAllEqual(np.signbit(out.numpy()), np.signbit(fn({"x": signed, "n": n}).numpy()))
 
+  def test_once_per_user_applies_a_one_row_history_to_every_row(self):
+    calls = []
+
+    def fn(inputs):
+      calls.append(int(inputs["x"].shape[0]))
+      return inputs["x"] * 10.0
+
+    users = tf.constant(["a", "b", "a"])  # Several users, one history sent once for all.
+    out = user_tower.once_per_user(users, {"x": tf.constant([[1.5]])}, fn)
+    self.assertAllEqual(out, [[15.0], [15.0], [15.0]])
+    self.assertEqual(calls, [1])
+    self.assertAllEqual(
+      user_tower.once_per_user(users[:1], {"x": tf.constant([[2.0]])}, fn), [[20.0]]
+    )
+
+  def test_rows_identical(self):
+    self.assertTrue(bool(user_tower.rows_identical(tf.constant([[1.0, 2.0]] * 3))))
+    self.assertFalse(bool(user_tower.rows_identical(tf.constant([[1.0, 2.0]] * 2 + [[1.0, 3.0]]))))
+    self.assertFalse(bool(user_tower.rows_identical(tf.constant([["a"], ["b"]]))))
+    self.assertTrue(bool(user_tower.rows_identical(tf.zeros([0, 5]))))
+    self.assertTrue(bool(user_tower.rows_identical(tf.zeros([1, 3, 2]))))
+
   def test_comparable_words(self):
     floats = tf.constant([[[1.0, -0.0], [np.nan, 2.0]], [[1.0, 0.0], [np.nan, 2.0]]])
     words = user_tower.comparable_words(floats)
