@@ -331,7 +331,8 @@ def latency_table(exports: dict, setup: SidSetup) -> dict:
 _TOKENIZER = r"(sid_sentence_piece|segmenter|sentencepiece|token_table|sid_prefix_ngram|sid_ngram)"
 _CACHE = r"(content_index|codes_index)/"
 _COMPONENTS = (
-  ("input validation", r"(assert|IsFinite|VerifyFinite|CheckNumerics)"),
+  ("input validation", r"(assert|IsFinite|VerifyFinite|CheckNumerics|all_finite/)"),
+  ("history: once-per-request check", r"shared_inputs/"),
   ("history: catalogue cache", r"user_tower/.*" + _CACHE),
   ("history: SID encoder", r"user_tower/.*sid_encoder/"),
   ("history: SID tokenizer", r"user_tower/.*" + _TOKENIZER),

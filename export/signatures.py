@@ -205,7 +205,8 @@ def validate_inputs(
   values = dict(features)
   shared = [name for name in names if name in shared_keys]
   if shared:
-    with tf.control_dependencies(checks):  # The comparison reads rows of the checked shapes.
+    # The comparison reads rows of the checked shapes.
+    with tf.control_dependencies(checks), tf.name_scope("shared_inputs"):
       identical = tf.reduce_all(
         tf.stack([user_tower.rows_identical(features[name]) for name in shared])
       )
@@ -244,14 +245,15 @@ def all_finite(value: tf.Tensor) -> tf.Tensor:
   more than a hash-ID model's cross layer), and about 200x faster than `CheckNumerics`. The zero
   vector is built from the input's shape at run time, so no graph rewrite can fold `x @ 0` to 0.
   """
-  value = tf.convert_to_tensor(value)
-  if value.shape.rank is None or value.shape.rank == 0:
-    return tf.reduce_all(tf.math.is_finite(value))
-  shape = tf.shape(value)
-  width = shape[-1]
-  rows = tf.reshape(value, tf.stack([tf.reduce_prod(shape[:-1]), width]))  # Also when empty.
-  zeros = tf.zeros(tf.reshape(width, [1]), value.dtype)
-  return tf.math.is_finite(tf.reduce_sum(tf.linalg.matvec(rows, zeros)))
+  with tf.name_scope("all_finite"):
+    value = tf.convert_to_tensor(value)
+    if value.shape.rank is None or value.shape.rank == 0:
+      return tf.reduce_all(tf.math.is_finite(value))
+    shape = tf.shape(value)
+    width = shape[-1]
+    rows = tf.reshape(value, tf.stack([tf.reduce_prod(shape[:-1]), width]))  # Also when empty.
+    zeros = tf.zeros(tf.reshape(width, [1]), value.dtype)
+    return tf.math.is_finite(tf.reduce_sum(tf.linalg.matvec(rows, zeros)))
 
 
 def _batch_vector(value: tf.Tensor, name: str) -> tf.Tensor:
