@@ -206,6 +206,7 @@ class _Reference:
 
   inputs: dict[str, dict[str, np.ndarray]]  # signature -> input name -> array
   outputs: dict[str, np.ndarray]  # serving_default's outputs
+  shared_history: dict[str, float]  # signature -> max |diff| of check 6 (empty: no history)
 
 
 def _reference(export_dir: str, batch_size: int) -> _Reference:
@@ -216,7 +217,9 @@ def _reference(export_dir: str, batch_size: int) -> _Reference:
   requests = {signatures.SIGNATURE_DEFAULT: inputs}
   if signatures.SIGNATURE_CODES in loaded.signatures:
     requests[signatures.SIGNATURE_CODES] = serving_assets.codes_inputs(loaded, inputs)
-  return _Reference(requests, {k: v.numpy() for k, v in outputs.items()})
+  shared = {sig: _shared_history_diff(loaded.signatures[sig], req) for sig, req in requests.items()}
+  shared = {sig: diff for sig, diff in shared.items() if diff is not None}
+  return _Reference(requests, {k: v.numpy() for k, v in outputs.items()}, shared)
 
 
 def _outputs(results: Mapping[str, np.ndarray], signature: str) -> dict[str, np.ndarray]:
@@ -250,7 +253,7 @@ def check_exports(
       checks += _fresh_checks(ref, results, summary, tolerance)
     else:
       checks.append(CheckResult("fresh_python", False, failure))
-    shared = _shared_history_check(export_dir, ref, tolerance)
+    shared = _shared_history_check(ref, tolerance)
     checks += [shared] if shared is not None else []
     if not skip_cpp:
       checks += cpp_checks(export_dir, ref.inputs, ref.outputs, tolerance, build_dir, embedding_key)
@@ -272,33 +275,33 @@ def run_checks(
   ]
 
 
-def _shared_history_check(export_dir: str, ref: _Reference, tolerance: float):
+def _shared_history_diff(serve, inputs: Mapping[str, np.ndarray]) -> float | None:
+  """Check 6 for one signature: the largest difference from the per-row path (None: no history)."""
+  shared = [k for k in inputs if k.startswith(feature_spec.HISTORY_PREFIX)]
+  if not shared:
+    return None
+  one_user = {k: np.repeat(v[:1], len(v), 0) if k in shared else v for k, v in inputs.items()}
+  # One more row with another row's history: no history is shared, every row runs on its own.
+  per_row = {k: np.concatenate([one_user[k], v[1:2]]) for k, v in inputs.items()}
+  once = {k: v[:1] if k in shared else v for k, v in one_user.items()}
+
+  def run(request, rows=None):
+    outputs = serve(**{k: tf.constant(v) for k, v in request.items()})
+    return {k: v.numpy()[:rows] for k, v in outputs.items()}
+
+  reference = run(per_row, len(inputs[shared[0]]))
+  return max(_max_diff(reference, run(one_user)), _max_diff(reference, run(once)))
+
+
+def _shared_history_check(ref: _Reference, tolerance: float) -> CheckResult | None:
   """Check 6 (None for an export without history inputs)."""
-  loaded = tf.saved_model.load(export_dir, tags=["serve"])
-  diffs = {}
-  for signature, inputs in ref.inputs.items():
-    shared = [k for k in inputs if k.startswith(feature_spec.HISTORY_PREFIX)]
-    if not shared:
-      continue
-    serve = loaded.signatures[signature]
-    one_user = {k: np.repeat(v[:1], len(v), 0) if k in shared else v for k, v in inputs.items()}
-    # One more row with another row's history: no history is shared, every row runs on its own.
-    per_row = {k: np.concatenate([one_user[k], v[1:2]]) for k, v in inputs.items()}
-    once = {k: v[:1] if k in shared else v for k, v in one_user.items()}
-
-    def run(request, rows=None):
-      outputs = serve(**{k: tf.constant(v) for k, v in request.items()})
-      return {k: v.numpy()[:rows] for k, v in outputs.items()}
-
-    reference = run(per_row, len(inputs[shared[0]]))
-    diffs[signature] = max(_max_diff(reference, run(one_user)), _max_diff(reference, run(once)))
-  if not diffs:
+  if not ref.shared_history:
     return None
   return CheckResult(
     "shared_history",
-    max(diffs.values()) <= tolerance,
+    max(ref.shared_history.values()) <= tolerance,
     "max |diff| vs the per-row path, history repeated and sent once: "
-    + ", ".join(f"{k} {v:.3g}" for k, v in diffs.items()),
+    + ", ".join(f"{k} {v:.3g}" for k, v in ref.shared_history.items()),
   )
 
 

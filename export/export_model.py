@@ -188,7 +188,7 @@ def _contract(specs, ranker, max_batch_size: int, bounds=None) -> signatures.Ser
     embedding_key=EMBEDDING_KEY if EMBEDDING_KEY in specs else None,
     max_batch_size=max_batch_size,
     value_bounds=bounds or {},
-    shared_keys=tuple(k for k in shared if k in specs),
+    shared_keys=tuple(shared),
   )
 
 

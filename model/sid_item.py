@@ -55,14 +55,6 @@ PAD_TOKEN = -1
 MAX_TABULATED_SIDS = 2**18
 
 
-def sum_pool(table: tf.Tensor, tokens: tf.RaggedTensor) -> tf.Tensor:
-  """Sums the rows of `table` named by each row of ragged `tokens`: float[B, dim]."""
-  rows = tf.nn.embedding_lookup(table, tokens.flat_values)
-  return tf.math.unsorted_segment_sum(
-    rows, tokens.value_rowids(), num_segments=tokens.nrows(out_type=tf.int64)
-  )
-
-
 def sum_pool_padded(table: tf.Tensor, tokens: tf.Tensor) -> tf.Tensor:
   """Sums the rows of `table` named by `tokens` int64[B, T], skipping -1: float[B, dim].
 

@@ -96,7 +96,7 @@ def once_per_user(
     )
     return same, tf.cast(first, tf.int32), tf.cast(index, tf.int32)
 
-  same, first, index = tf.cond(tf.logical_and(tf.equal(given, 1), rows > 1), one_row, per_user)
+  same, first, index = tf.cond(tf.equal(given, 1), one_row, per_user)
   once = {k: tf.gather(v, first) for k, v in features.items()}
   return tf.cond(same, lambda: tf.gather(fn(once), index), lambda: fn(dict(features)))
 
