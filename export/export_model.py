@@ -26,7 +26,9 @@ written to a new temp folder in BASE with an unpredictable name (`features.io_ut
 `tempfile.mkdtemp` locally; the server ignores it, it is not a number) and renamed into place only
 after it reloads and matches the ranker (and `predict_codes` fed the export's own `semantic_id`
 codes matches `serving_default`), so the model server never sees a half-written version; on any
-failure the temp folder is removed. Re-running adds a version. `--model_name` must be one plain
+failure the temp folder is removed. Re-running adds a version. With `--catalogue_embeddings`
+the SID layers hold the catalogue's tokens in the graph (`model.catalogue_cache`), and the export
+must also give the ranker's predictions on catalogue rows. `--model_name` must be one plain
 path component (not empty, `.` or `..`, no `/`).
 """
 
@@ -43,7 +45,7 @@ import tqdm
 from absl import app, flags
 
 from export import contract_check, serving_assets, signatures
-from features import feature_spec, io_utils
+from features import feature_spec, io_utils, user_files
 from model import sid_item
 from model import user_tower as user_tower_lib
 from trainers import cli, job_flags, ranker_training
@@ -71,6 +73,11 @@ class ExportConfig:
       Defaults to "/models/<model_name>".
     num_versions: Versions the server keeps loaded. Defaults to 1.
     tolerance: Largest difference between the ranker and the export on sample rows.
+    catalogue_embeddings: Optional path of an embeddings file (`features.user_files.
+      read_embeddings`: .npy float[N, D], or an .npz with `embedding`) of the items to cache in
+      the graph (`model.sid_item.cache_catalogue`): a served content embedding equal to one of
+      them skips the nearest-code search and the tokenizer. Needs a `trainers.train_ranker`
+      folder with a semantic-ID part. Defaults to None (no cache).
   """
 
   model_name: str = "ranker"
@@ -80,6 +87,7 @@ class ExportConfig:
   server_base_path: str | None = None
   num_versions: int = 1
   tolerance: float = 1e-5
+  catalogue_embeddings: str | None = None
 
   def __post_init__(self):
     if not is_path_component(self.model_name):
@@ -230,12 +238,18 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
   """
   config = config or ExportConfig()
   steps = tqdm.tqdm(total=5, desc="export", unit="step", file=sys.stdout)
+  catalogue_check = None
   if is_trained_ranker(ranker_dir):
     keras_ranker = ranker_training.load_ranker(ranker_dir)
-    module = keras_serving_module(
-      keras_ranker, ranker_training.content_dim(ranker_dir), config.max_batch_size
-    )
+    dim = ranker_training.content_dim(ranker_dir)
+    if config.catalogue_embeddings:
+      catalogue_check = attach_catalogue(keras_ranker, dim, config.catalogue_embeddings)
+    module = keras_serving_module(keras_ranker, dim, config.max_batch_size)
     reference = lambda **inputs: keras_ranker(inputs, training=False)  # noqa: E731
+  elif config.catalogue_embeddings:
+    raise ValueError(
+      f"A catalogue cache needs a trainers.train_ranker folder; {ranker_dir} is a SavedModel"
+    )
   else:
     ranker = tf.saved_model.load(ranker_saved_model(ranker_dir), tags=["serve"])
     drop_training_state(ranker)
@@ -263,7 +277,7 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
       ]
     serving_assets.write_warmup_requests(temp, config.model_name, requests)
     steps.update()
-    _verify(reference, temp, specs, config.tolerance)
+    _verify(reference, temp, specs, config.tolerance, catalogue_check)
     steps.update()
   base_path = config.server_base_path or f"/models/{config.model_name}"
   serving_assets.write_model_config(
@@ -281,13 +295,52 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
   return final
 
 
-def _verify(reference, export_dir: str, specs, tolerance: float) -> None:
+def attach_catalogue(ranker, content_dim: int, path: str):
+  """Caches the catalogue of the embeddings file `path` in `ranker`'s SID layers (before the
+  export is traced); returns (inputs, outputs) of the ranker WITHOUT the cache on a request of
+  catalogue rows, which the export must reproduce through its cache (`_verify`).
+
+  Raises:
+    schema.SchemaError: `path` cannot be read or is not a finite [N, D] array.
+    ValueError: the embeddings are not `content_dim` wide, or the ranker has no SID part.
+  """
+  embeddings = user_files.read_embeddings(path)
+  if embeddings.shape[1] != content_dim:
+    raise ValueError(
+      f"{path}: the catalogue's embeddings are {embeddings.shape[1]} wide; the ranker reads "
+      f"content embeddings of {content_dim}"
+    )
+  if not sid_item.sid_items(ranker.item_representation):
+    raise ValueError(f"The ranker has no semantic-ID part to cache {path} in")
+  specs = ranker.input_specs(content_dim)
+  inputs = serving_assets.sample_inputs(specs, 16, seed=2)
+  rng = np.random.default_rng(2)
+  for key in (EMBEDDING_KEY, feature_spec.history_key(EMBEDDING_KEY)):
+    if key in inputs:  # Candidates and history items drawn from the catalogue.
+      inputs[key] = embeddings[rng.integers(0, len(embeddings), size=inputs[key].shape[:-1])]
+  inputs = {k: tf.constant(v) for k, v in inputs.items()}
+  expected = ranker(inputs, training=False)
+  sid_item.cache_catalogue(ranker.item_representation, embeddings)
+  return inputs, expected
+
+
+def _verify(reference, export_dir: str, specs, tolerance: float, catalogue_check=None) -> None:
   """Reloads the export and checks it predicts what the in-process ranker predicts on sample
-  rows (`reference`: a serving function taking the inputs as keyword arguments), and that
-  `predict_codes` on the export's own `semantic_id` codes predicts what `serving_default` does."""
+  rows (`reference`: a serving function taking the inputs as keyword arguments), that
+  `predict_codes` on the export's own `semantic_id` codes predicts what `serving_default` does,
+  and, with a `catalogue_check` from `attach_catalogue`, that catalogue rows served through the
+  cache get the ranker's predictions without it."""
   inputs = {k: tf.constant(v) for k, v in serving_assets.sample_inputs(specs, 16, seed=1).items()}
   expected = reference(**inputs)
   loaded = tf.saved_model.load(export_dir)
+  if catalogue_check is not None:
+    rows, without_cache = catalogue_check
+    served = loaded.signatures[signatures.SIGNATURE_DEFAULT](**rows)
+    diff = _max_diff({k: without_cache[k] for k in served}, served)
+    if not diff <= tolerance:
+      raise ValueError(
+        f"The export's catalogue cache changes predictions by {diff:.3g} > tolerance {tolerance}"
+      )
   exported = loaded.signatures[signatures.SIGNATURE_DEFAULT](**inputs)
   diff = _max_diff({k: expected[k] for k in exported}, exported)
   if not diff <= tolerance:
@@ -325,6 +378,13 @@ def define_flags() -> None:
   flags.DEFINE_string(
     "server_base_path", None, "base_path in models.config (default /models/NAME)."
   )
+  flags.DEFINE_string(
+    "catalogue_embeddings",
+    None,
+    "Optional embeddings file (.npy float[N, D], or .npz with 'embedding') of the items to cache "
+    "in the graph: a served row equal to one skips the SID encoder and tokenizer. Needs a "
+    "train_ranker folder with a semantic-ID part.",
+  )
   flags.DEFINE_enum(
     "check",
     "python",
@@ -355,6 +415,7 @@ def main(argv):
     max_batch_size=FLAGS.max_batch_size,
     warmup_batch_sizes=warmup,
     server_base_path=FLAGS.server_base_path,
+    catalogue_embeddings=FLAGS.catalogue_embeddings,
   )
   export_dir = export(FLAGS.ranker_dir, FLAGS.output_dir, config)
   loaded = tf.saved_model.load(export_dir)

@@ -119,6 +119,23 @@ def _float_matrix(array: np.ndarray, path: str, what: str) -> np.ndarray:
   return array.astype(np.float32)
 
 
+def read_embeddings(path: str) -> np.ndarray:
+  """The content embeddings float32[N, D] of an embeddings file, in its row order: a .npy array,
+  or the `embedding` array of an .npz (ids ignored). Raises SchemaError naming the file when it
+  cannot be read, is not a numeric [N, D] array or holds NaN or Inf."""
+  if path.endswith(".npy"):
+    embeddings = _float_matrix(_load_array(path), path, "the array")
+  else:
+    with _load_array(path) as npz:
+      if "embedding" not in npz:
+        raise schema.SchemaError(f"{path} must hold an array 'embedding'; has {npz.files}.")
+      embeddings = _float_matrix(npz["embedding"], path, "'embedding'")
+  bad = np.flatnonzero(~np.isfinite(embeddings).all(axis=1))
+  if len(bad):
+    raise schema.SchemaError(f"{path}: rows {_listed(bad)} hold NaN or Inf.")
+  return embeddings
+
+
 def _embeddings(path: str, items: pd.DataFrame) -> np.ndarray:
   if path.endswith(".npy"):
     return _float_matrix(_load_array(path), path, "the array")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import numpy as np
 
@@ -99,6 +100,45 @@ class TrainRankerTest(base.TestCase):
       rebuilt(features)["ctr"],
       atol=1e-6,
     )
+
+  def test_export_caches_the_catalogue_and_refuses_bad_catalogues(self):
+    out = os.path.join(self.get_temp_dir(), "spm_saved")
+    self._fit("spm", out, save_model=True)
+    embeddings = _setup()["data"].embeddings
+    path = os.path.join(self.get_temp_dir(), "catalogue.npy")
+    np.save(path, embeddings)
+    config = export_model.ExportConfig(catalogue_embeddings=path)
+    plain = export_model.export(out, os.path.join(self.get_temp_dir(), "plain"))
+    cached = export_model.export(out, os.path.join(self.get_temp_dir(), "cached"), config)
+    self.assertGreater(
+      export_model.directory_size(cached), export_model.directory_size(plain) + embeddings.nbytes
+    )
+    rebuilt = ranker_training.load_ranker(out)
+    features = ranker_training.sample_features(rebuilt, 8)
+    features["content_embedding"] = tf.constant(embeddings[:1])
+    served = tf.saved_model.load(cached).signatures["serving_default"](**features)
+    self.assertAllClose(served["ctr"], rebuilt(features)["ctr"], atol=1e-6)
+    bad = {
+      "wide.npy": (
+        np.zeros((3, 9), np.float32),
+        "are 9 wide; the ranker reads content embeddings of 8",
+      ),
+      "nan.npy": (np.full((3, 8), np.nan, np.float32), "rows [0, 1, 2] hold NaN or Inf"),
+      "flat.npy": (np.zeros(8, np.float32), "must be a numeric [n, D] array"),
+    }
+    for name, (array, message) in bad.items():
+      with self.subTest(name):
+        bad_path = os.path.join(self.get_temp_dir(), name)
+        np.save(bad_path, array)
+        bad_config = export_model.ExportConfig(catalogue_embeddings=bad_path)
+        base_dir = os.path.join(self.get_temp_dir(), "bad_" + name)
+        with self.assertRaisesRegex(ValueError, re.escape(bad_path) + ".*" + re.escape(message)):
+          export_model.export(out, base_dir, bad_config)
+        self.assertFalse(os.path.exists(os.path.join(base_dir, "1")))
+    hash_out = os.path.join(self.get_temp_dir(), "hash_saved")
+    self._fit("hash", hash_out, save_model=True)
+    with self.assertRaisesRegex(ValueError, "no semantic-ID part"):
+      export_model.export(hash_out, os.path.join(self.get_temp_dir(), "hash_export"), config)
 
   def test_validation_split_comes_from_training_period(self):
     split = _setup()["split"]
