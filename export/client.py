@@ -7,8 +7,21 @@ what went wrong, for which model, at which address:
   * `ServerUnavailableError`: nothing answers at the address (server down, wrong port).
   * `DeadlineExceededError`: no answer within the deadline.
   * `InvalidInputError`: the server rejected the request (a bad input, e.g. NaN embeddings or a
-    wrong width; the server's message names the input).
+    wrong width; the server's message names the input), or the gRPC client did (a wrong dtype).
   * `ModelNotFoundError`: the server does not serve that model, version or signature.
+
+Dtypes: stock TF Serving does not check a gRPC request tensor's dtype against the SignatureDef
+(`GetInputValues` in tensorflow/cc/saved_model/util.cc only parses the TensorProto), so a wrong one
+fails in `Session::Run` as "Expects arg[0] to be int32 but int64 is provided", which names an
+argument position, not the input. `GrpcClient` therefore asks the server once for the signatures'
+input dtypes (`GetModelMetadata`, `metadata_field: "signature_def"`) and, per input the signature
+names, converts integer arrays whose values fit the signature's integer dtype (int64 codes ->
+int32) and rejects anything else whose dtype differs (float64 for float32, values outside int32,
+floats for ints, strings for numbers) with an `InvalidInputError` naming the input. Lists carry no
+dtype: they are converted to the signature's dtype, with the same checks. A server without
+`GetModelMetadata` (UNIMPLEMENTED) gets the request as given. `RestClient` needs no check: TF
+Serving's REST API converts the JSON values by the signature's dtypes itself and names the input in
+its errors.
 
 Example:
   ```
@@ -30,6 +43,7 @@ import base64
 import json
 import socket
 import sys
+import time
 import urllib.error
 import urllib.request
 from typing import Any, Mapping
@@ -38,7 +52,12 @@ import grpc
 import numpy as np
 import tensorflow as tf
 from absl import app, flags
-from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_service_pb2_grpc
+from tensorflow_serving.apis import (
+  get_model_metadata_pb2,
+  model_pb2,
+  predict_pb2,
+  prediction_service_pb2_grpc,
+)
 
 from trainers import cli
 
@@ -83,6 +102,78 @@ def to_arrays(inputs: Mapping[str, Any]) -> dict[str, np.ndarray]:
   return arrays
 
 
+def _dtype(enum: int) -> tf.DType | None:
+  """The DType of a TensorInfo's `dtype`; None for DT_INVALID (a composite input) or unknown."""
+  try:
+    return tf.dtypes.as_dtype(enum)
+  except TypeError:
+    return None
+
+
+def _is_strings(array: np.ndarray) -> bool:
+  if array.dtype.kind in "US":
+    return True
+  return array.dtype == object and all(isinstance(x, (bytes, str)) for x in array.flat)
+
+
+def to_dtype(value: Any, dtype: tf.DType) -> Any:
+  """`value` as an array of `dtype`, converted only where that loses nothing.
+
+  Arrays (anything with a `dtype`) keep their dtype unless it is an integer dtype and all values
+  fit `dtype`'s integer range (int64 -> int32, int32 -> int64, ...). Lists carry no dtype and
+  follow `dtype` the way numpy converts them (ints or floats for a float dtype; ints in range for
+  an integer one), as TF Serving's REST API converts JSON. Dtypes numpy has no plain equivalent
+  for (bfloat16, quantized) pass unchanged.
+
+  Args:
+    value: An input as given to `predict`: an array, a list or a scalar.
+    dtype: The signature's dtype for it.
+
+  Returns:
+    `value` converted to `dtype` (strings unchanged, for `to_arrays` to encode).
+
+  Raises:
+    ValueError: The dtype differs and no lossless conversion exists; the message says what the
+      input must be and what it got ("must be int32; received int64 values up to 3000000000,
+      outside int32").
+  """
+  typed = hasattr(value, "dtype")
+  array = np.asarray(value)
+  received = "string" if _is_strings(array) else array.dtype.name
+  if dtype == tf.string:
+    if received == "string" or (not typed and array.size == 0):
+      return value
+    expected = None
+  else:
+    try:
+      expected = np.dtype(dtype.as_numpy_dtype)
+    except TypeError:
+      return value
+    if expected.kind not in "biufc":
+      return value
+    if array.dtype == expected or (not typed and array.size == 0):
+      return array.astype(expected, copy=False)
+  must = f"must be {dtype.name}; received"
+  values = f"{received if typed else 'list'} values"
+  if expected is not None and expected.kind in "iu" and array.dtype.kind in "iu":
+    info = np.iinfo(expected)
+    if array.size and int(array.max()) > info.max:
+      raise ValueError(f"{must} {values} up to {array.max()}, outside {dtype.name}")
+    if array.size and int(array.min()) < info.min:
+      raise ValueError(f"{must} {values} down to {array.min()}, outside {dtype.name}")
+    return array.astype(expected)
+  numbers = "iuf" if expected is not None and expected.kind == "f" else "iufc"
+  if not typed and expected is not None and expected.kind in "fc" and array.dtype.kind in numbers:
+    with np.errstate(over="ignore"):
+      converted = array.astype(expected)
+    overflow = np.isfinite(array) & ~np.isfinite(converted)
+    if overflow.any():
+      worst = array[overflow][np.argmax(np.abs(array[overflow]))]
+      raise ValueError(f"{must} {values} up to {worst}, outside {dtype.name}")
+    return converted
+  raise ValueError(f"{must} {received if typed else 'a list of ' + received}")
+
+
 class _ModelTarget:
   """What both clients address: a model, its signature, an optional version and a deadline."""
 
@@ -96,7 +187,14 @@ class _ModelTarget:
 
 
 class GrpcClient(_ModelTarget):
-  """gRPC `PredictionService.Predict` client.
+  """gRPC `PredictionService.Predict` client that checks input dtypes against the SignatureDef.
+
+  The first call learns the served signatures' input dtypes from the server's `GetModelMetadata`
+  and keeps them (one metadata call per client, again only for a signature name the reply lacked);
+  `predict` then converts or rejects inputs by them (see the module docstring). A server that
+  answers the metadata call with UNIMPLEMENTED or INVALID_ARGUMENT (no metadata) is remembered as
+  such and called without the check; any other failure of it is mapped like Predict's
+  (UNAVAILABLE, DEADLINE_EXCEEDED, NOT_FOUND) or skips the check for that call only.
 
   Args:
     address: "host:port" of the model server's gRPC port (8500 by default in the Docker image).
@@ -119,16 +217,26 @@ class GrpcClient(_ModelTarget):
     options = [("grpc.max_send_message_length", -1), ("grpc.max_receive_message_length", -1)]
     self._channel = grpc.insecure_channel(address, options=options)
     self._stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
+    # Signature name -> {input name: dtype}; None where the server gave no SignatureDef for it.
+    self._input_dtypes: dict[str, dict[str, tf.DType] | None] = {}
+
+  @property
+  def _where(self) -> str:
+    return f"model '{self.model_name}' at {self.address} (gRPC)"
+
+  def _model_spec(self, signature_name: str | None = None) -> model_pb2.ModelSpec:
+    spec = model_pb2.ModelSpec(name=self.model_name, signature_name=signature_name or "")
+    if self.version is not None:
+      spec.version.value = self.version
+    return spec
 
   def request(
     self, inputs: Mapping[str, Any], signature_name: str | None = None
   ) -> predict_pb2.PredictRequest:
-    spec = model_pb2.ModelSpec(
-      name=self.model_name, signature_name=signature_name or self.signature_name
+    """The PredictRequest of `inputs` as given (`predict` conforms their dtypes first)."""
+    request = predict_pb2.PredictRequest(
+      model_spec=self._model_spec(signature_name or self.signature_name)
     )
-    if self.version is not None:
-      spec.version.value = self.version
-    request = predict_pb2.PredictRequest(model_spec=spec)
     for name, value in to_arrays(inputs).items():
       request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
     return request
@@ -139,18 +247,110 @@ class GrpcClient(_ModelTarget):
     signature_name: str | None = None,
     timeout_s: float | None = None,
   ) -> dict[str, np.ndarray]:
-    """Runs the signature on `inputs`; returns output name -> array. Raises `ServingError`."""
-    request = self.request(inputs, signature_name)
+    """Runs the signature on `inputs`; returns output name -> array.
+
+    Args:
+      inputs: Input name -> array or list.
+      signature_name: The signature to call; defaults to the client's.
+      timeout_s: Deadline for the call (the metadata call included); defaults to the client's.
+
+    Raises:
+      InvalidInputError: An input's dtype differs from the signature's and cannot be converted
+        losslessly (no Predict call is made), or the server rejected the request.
+      ServingError: Another failure (`ServerUnavailableError`, `DeadlineExceededError`,
+        `ModelNotFoundError`, ...).
+    """
+    signature_name = signature_name or self.signature_name
     timeout = timeout_s or self.timeout_s
+    deadline = time.monotonic() + timeout
+    inputs = self.conform(inputs, signature_name, timeout)
+    request = self.request(inputs, signature_name)
     try:
-      response = self._stub.Predict(request, timeout=timeout)
+      response = self._stub.Predict(request, timeout=max(deadline - time.monotonic(), 1e-3))
     except grpc.RpcError as e:
       raise self._error(e, timeout) from e
     return {name: tf.make_ndarray(proto) for name, proto in response.outputs.items()}
 
-  def _error(self, error: grpc.RpcError, timeout: float) -> ServingError:
+  def conform(
+    self, inputs: Mapping[str, Any], signature_name: str, timeout: float
+  ) -> dict[str, Any]:
+    """`inputs` with each input the signature names converted to its dtype (see `to_dtype`).
+
+    Args:
+      inputs: Input name -> array or list.
+      signature_name: The signature whose SignatureDef gives the dtypes.
+      timeout: Deadline of the metadata call, if one is needed.
+
+    Returns:
+      The inputs, converted; as given where the server has no SignatureDef for the signature.
+
+    Raises:
+      InvalidInputError: An input's dtype differs and cannot be converted losslessly.
+      ServingError: The metadata call failed with UNAVAILABLE, DEADLINE_EXCEEDED or NOT_FOUND.
+    """
+    dtypes = self.input_dtypes(signature_name, timeout)
+    if not dtypes:
+      return dict(inputs)
+    conformed = {}
+    for name, value in inputs.items():
+      if name not in dtypes:  # The server names unknown inputs itself.
+        conformed[name] = value
+        continue
+      try:
+        conformed[name] = to_dtype(value, dtypes[name])
+      except ValueError as e:
+        raise InvalidInputError(
+          f"Input `{name}` of signature {signature_name} of {self._where} {e}",
+          self.model_name,
+          self.address,
+        ) from None
+    return conformed
+
+  def input_dtypes(self, signature_name: str, timeout: float) -> dict[str, tf.DType] | None:
+    """Input name -> dtype of the served signature, from `GetModelMetadata` (cached).
+
+    Args:
+      signature_name: The signature.
+      timeout: Deadline of the metadata call, if one is needed.
+
+    Returns:
+      The dtypes, or None where the server has no metadata or no such signature.
+
+    Raises:
+      ServingError: The metadata call failed with UNAVAILABLE, DEADLINE_EXCEEDED or NOT_FOUND.
+    """
+    if signature_name in self._input_dtypes:
+      return self._input_dtypes[signature_name]
+    request = get_model_metadata_pb2.GetModelMetadataRequest(
+      model_spec=self._model_spec(), metadata_field=["signature_def"]
+    )
+    try:
+      response = self._stub.GetModelMetadata(request, timeout=timeout)
+    except grpc.RpcError as e:
+      code = e.code()
+      if code in (
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.NOT_FOUND,
+      ):
+        raise self._error(e, timeout, rpc="GetModelMetadata") from e
+      if code in (grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.INVALID_ARGUMENT):
+        self._input_dtypes[signature_name] = None  # No metadata on this server: send as given.
+      return None
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()
+    if "signature_def" not in response.metadata or not response.metadata["signature_def"].Unpack(
+      signature_defs
+    ):
+      self._input_dtypes[signature_name] = None
+      return None
+    for name, signature_def in signature_defs.signature_def.items():
+      dtypes = {alias: _dtype(info.dtype) for alias, info in signature_def.inputs.items()}
+      self._input_dtypes[name] = {alias: d for alias, d in dtypes.items() if d is not None}
+    return self._input_dtypes.setdefault(signature_name, None)
+
+  def _error(self, error: grpc.RpcError, timeout: float, rpc: str = "Predict") -> ServingError:
     code, details = error.code(), error.details()
-    where = f"model '{self.model_name}' at {self.address} (gRPC)"
+    where = self._where
     if code == grpc.StatusCode.UNAVAILABLE:
       return ServerUnavailableError(
         f"No model server answers for {where}: {details}. Is tensorflow_model_server running "
@@ -160,7 +360,7 @@ class GrpcClient(_ModelTarget):
       )
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
       return DeadlineExceededError(
-        f"Predict on {where} did not answer within the {timeout:g} s deadline",
+        f"{rpc} on {where} did not answer within the {timeout:g} s deadline",
         self.model_name,
         self.address,
       )
@@ -171,7 +371,7 @@ class GrpcClient(_ModelTarget):
     if code == grpc.StatusCode.NOT_FOUND:
       return ModelNotFoundError(f"Not served: {where}: {details}", self.model_name, self.address)
     return ServingError(
-      f"Predict on {where} failed with {code.name}: {details}", self.model_name, self.address
+      f"{rpc} on {where} failed with {code.name}: {details}", self.model_name, self.address
     )
 
   def close(self) -> None:

@@ -3,7 +3,9 @@
 import os
 import socket
 
+import grpc
 import numpy as np
+from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2, prediction_service_pb2_grpc
 
 from export import client
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
@@ -26,14 +28,25 @@ class ClientTest(TestCase):
     export_dir = os.path.join(tf.compat.v1.test.get_temp_dir(), "client_export", "1")
     stand_in_model.export(export_dir)
     cls.grpc_server = serving_doubles.GrpcServer(MODEL, export_dir)
+    cls.bare_grpc_server = serving_doubles.GrpcServer(MODEL, export_dir, metadata=False)
     cls.rest_server = serving_doubles.RestServer(MODEL, export_dir)
     cls.inputs = stand_in_model.sample_inputs(4)
-    direct = cls.grpc_server.model.signatures["serving_default"]
-    cls.expected = {k: v.numpy() for k, v in direct(**cls.inputs).items()}
+    signatures = cls.grpc_server.model.signatures
+    cls.expected = {k: v.numpy() for k, v in signatures["serving_default"](**cls.inputs).items()}
+    codes = signatures["semantic_id"](content_embedding=cls.inputs["content_embedding"])["codes"]
+    cls.codes_inputs = {
+      "codes": codes.numpy(),
+      "user_id": cls.inputs["user_id"],
+      "item_id": cls.inputs["item_id"],
+    }
+    cls.expected_codes = {
+      k: v.numpy() for k, v in signatures["predict_codes"](**cls.codes_inputs).items()
+    }
 
   @classmethod
   def tearDownClass(cls):
     cls.grpc_server.stop()
+    cls.bare_grpc_server.stop()
     cls.rest_server.stop()
     super().tearDownClass()
 
@@ -82,13 +95,106 @@ class ClientTest(TestCase):
     self.assertIn(f"model '{MODEL}' at {self.grpc_server.address}", str(ctx.exception))
     self.assertEqual(ctx.exception.model_name, MODEL)
 
+  def calls(self, server=None):
+    return dict((server or self.grpc_server).service.calls)
+
+  def test_grpc_int64_codes_are_converted_to_the_signatures_int32(self):
+    self.assertEqual(self.codes_inputs["codes"].dtype, np.int32)
+    as_int64 = dict(self.codes_inputs, codes=self.codes_inputs["codes"].astype(np.int64))
+    as_lists = {k: v.tolist() for k, v in self.codes_inputs.items()}
+    with self.grpc_client(signature_name="predict_codes") as c:
+      for inputs in (self.codes_inputs, as_int64, as_lists):
+        outputs = c.predict(inputs)
+        for name, expected in self.expected_codes.items():
+          self.assertAllEqual(outputs[name], expected)
+
+  def test_grpc_out_of_range_codes_are_rejected_before_predict(self):
+    codes = self.codes_inputs["codes"].astype(np.int64)
+    codes[1, 0] = 3_000_000_000
+    with self.grpc_client(signature_name="predict_codes") as c:
+      c.input_dtypes("predict_codes", 10)
+      before = self.calls()
+      with self.assertRaisesRegex(
+        client.InvalidInputError,
+        rf"^Input `codes` of signature predict_codes of model '{MODEL}' at "
+        rf"{self.grpc_server.address} \(gRPC\) must be int32; received int64 values up to "
+        r"3000000000, outside int32$",
+      ) as ctx:
+        c.predict(dict(self.codes_inputs, codes=codes))
+    self.assertEqual(self.calls(), before)
+    self.assertEqual(ctx.exception.address, self.grpc_server.address)
+
   def test_grpc_wrong_dtype_is_invalid_argument(self):
     inputs = dict(
       self.inputs, content_embedding=self.inputs["content_embedding"].astype(np.float64)
     )
     with self.grpc_client() as c:
+      c.input_dtypes("serving_default", 10)
+      before = self.calls()
+      with self.assertRaisesRegex(
+        client.InvalidInputError,
+        "^Input `content_embedding` of signature serving_default .* must be float32; received "
+        "float64$",
+      ):
+        c.predict(inputs)
+      with self.assertRaisesRegex(
+        client.InvalidInputError, "`user_id` .* received a list of int64"
+      ):
+        c.predict(dict(self.inputs, user_id=[1, 2, 3, 4]))
+    self.assertEqual(self.calls(), before)
+
+  def test_grpc_metadata_is_fetched_once(self):
+    before = self.calls().get("GetModelMetadata", 0)
+    with self.grpc_client() as c:
+      for _ in range(3):
+        c.predict(self.inputs)
+      c.predict(self.codes_inputs, signature_name="predict_codes")
+    self.assertEqual(self.calls()["GetModelMetadata"], before + 1)
+
+  def test_grpc_without_metadata_sends_as_given(self):
+    server = self.bare_grpc_server
+    before = self.calls(server).get("GetModelMetadata", 0)
+    with self.grpc_client(address=server.address) as c:
+      self.assertAllClose(c.predict(self.inputs)["ctr"], self.expected["ctr"], atol=0)
+      inputs = dict(
+        self.inputs, content_embedding=self.inputs["content_embedding"].astype(np.float64)
+      )
       with self.assertRaisesRegex(client.InvalidInputError, "(?s)rejected the request.*float"):
         c.predict(inputs)
+    self.assertEqual(self.calls(server)["GetModelMetadata"], before + 1)
+
+  def test_grpc_metadata_double_answers_as_tf_serving(self):
+    with grpc.insecure_channel(self.grpc_server.address) as channel:
+      stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+      request = get_model_metadata_pb2.GetModelMetadataRequest(
+        model_spec=model_pb2.ModelSpec(name=MODEL), metadata_field=["signature_def"]
+      )
+      signature_defs = get_model_metadata_pb2.SignatureDefMap()
+      metadata = stub.GetModelMetadata(request).metadata
+      self.assertTrue(metadata["signature_def"].Unpack(signature_defs))
+      for name, field in [("other", "signature_def"), (MODEL, "model_version")]:
+        request.model_spec.name = name
+        request.metadata_field[:] = [field]
+        with self.assertRaises(grpc.RpcError) as ctx:
+          stub.GetModelMetadata(request)
+        code = grpc.StatusCode.NOT_FOUND if name == "other" else grpc.StatusCode.INVALID_ARGUMENT
+        self.assertEqual(ctx.exception.code(), code)
+    codes = signature_defs.signature_def["predict_codes"].inputs["codes"]
+    self.assertEqual(codes.dtype, tf.int32.as_datatype_enum)
+    self.assertEqual([d.size for d in codes.tensor_shape.dim], [-1, 2])
+
+  def test_to_dtype(self):
+    self.assertEqual(client.to_dtype([1.5, 2], tf.float32).dtype, np.float32)
+    self.assertEqual(client.to_dtype(np.int32([1]), tf.int64).dtype, np.int64)
+    self.assertEqual(client.to_dtype([], tf.int32).dtype, np.int32)
+    for value, dtype, message in [
+      ([1.5], tf.int32, "must be int32; received a list of float64"),
+      (np.int64([-(2**40)]), tf.int32, "received int64 values down to -1099511627776, outside"),
+      (np.float32([1]), tf.int32, "must be int32; received float32"),
+      (np.array(["a"]), tf.float32, "must be float32; received string"),
+    ]:
+      with self.assertRaisesRegex(ValueError, message):
+        client.to_dtype(value, dtype)
 
   def test_grpc_unknown_input_name_is_invalid_argument(self):
     with self.grpc_client() as c:

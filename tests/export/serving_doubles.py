@@ -4,11 +4,16 @@ Tests only: the product ships no model server. The gRPC double is built on
 tensorflow-serving-api's generated `PredictionServiceServicer`; the REST double on `http.server`.
 Both answer the way the model server does: NOT_FOUND / 404 for another model name,
 INVALID_ARGUMENT / 400 with the runtime's message for bad input; `delay_s` makes them slow.
+The gRPC double also answers `GetModelMetadata` as TF Serving's get_model_metadata_impl.cc does
+(the SavedModel's SignatureDefs, read from its saved_model.pb), unless built with
+`metadata=False` (a server without it: UNIMPLEMENTED); `calls` counts the calls per method.
 """
 
+import collections
 import concurrent.futures
 import http.server
 import json
+import os
 import re
 import threading
 import time
@@ -16,7 +21,8 @@ import time
 import grpc
 import numpy as np
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import get_model_metadata_pb2, predict_pb2, prediction_service_pb2_grpc
 
 
 class _Model:
@@ -25,6 +31,13 @@ class _Model:
   def __init__(self, model_name: str, export_dir: str):
     self.model_name = model_name
     self.signatures = tf.saved_model.load(export_dir).signatures
+    saved_model = saved_model_pb2.SavedModel()
+    with tf.io.gfile.GFile(os.path.join(export_dir, "saved_model.pb"), "rb") as f:
+      saved_model.ParseFromString(f.read())
+    # What TF Serving's bundle holds: the SignatureDefs of the (only) MetaGraphDef.
+    self.signature_defs = dict(saved_model.meta_graphs[0].signature_def)
+    version = os.path.basename(os.path.normpath(export_dir))
+    self.version = int(version) if version.isdigit() else 0
     self.delay_s = 0.0
 
   def run(self, signature_name: str, inputs: dict) -> dict:
@@ -51,15 +64,47 @@ class _Model:
 
 
 class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServicer):
-  def __init__(self, model: _Model):
-    self.model = model
+  """Predict and GetModelMetadata on `model`; `metadata=False` leaves the latter UNIMPLEMENTED."""
 
-  def Predict(self, request, context):  # noqa: N802 (the generated servicer's method name)
+  def __init__(self, model: _Model, metadata: bool = True):
+    self.model = model
+    self.metadata = metadata
+    self.calls = collections.Counter()
+
+  def _check_model_name(self, request, context):
     if request.model_spec.name != self.model.model_name:
       context.abort(
         grpc.StatusCode.NOT_FOUND,
         f"Servable not found for request: Latest({request.model_spec.name})",
       )
+
+  def GetModelMetadata(self, request, context):  # noqa: N802
+    self.calls["GetModelMetadata"] += 1
+    if not self.metadata:
+      return super().GetModelMetadata(request, context)
+    if not request.HasField("model_spec"):
+      context.abort(grpc.StatusCode.INVALID_ARGUMENT, "Missing ModelSpec")
+    if not request.metadata_field:
+      context.abort(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "GetModelMetadataRequest must specify at least one metadata_field",
+      )
+    for field in request.metadata_field:
+      if field != "signature_def":
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"Metadata field {field} is not supported")
+    self._check_model_name(request, context)
+    response = get_model_metadata_pb2.GetModelMetadataResponse()
+    response.model_spec.name = self.model.model_name
+    response.model_spec.version.value = self.model.version
+    signature_defs = get_model_metadata_pb2.SignatureDefMap()
+    for name, signature_def in self.model.signature_defs.items():
+      signature_defs.signature_def[name].CopyFrom(signature_def)
+    response.metadata["signature_def"].Pack(signature_defs)
+    return response
+
+  def Predict(self, request, context):  # noqa: N802 (the generated servicer's method name)
+    self.calls["Predict"] += 1
+    self._check_model_name(request, context)
     inputs = {name: tf.make_ndarray(proto) for name, proto in request.inputs.items()}
     try:
       outputs = self.model.run(request.model_spec.signature_name or "serving_default", inputs)
@@ -73,14 +118,16 @@ class PredictionServiceDouble(prediction_service_pb2_grpc.PredictionServiceServi
 
 
 class GrpcServer:
-  """A PredictionService double on 127.0.0.1 (an ephemeral port); `address` is "host:port"."""
+  """A PredictionService double on 127.0.0.1 (an ephemeral port); `address` is "host:port".
 
-  def __init__(self, model_name: str, export_dir: str):
+  `metadata=False` serves no GetModelMetadata (UNIMPLEMENTED); `service.calls` counts the calls.
+  """
+
+  def __init__(self, model_name: str, export_dir: str, metadata: bool = True):
     self.model = _Model(model_name, export_dir)
     self.server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-      PredictionServiceDouble(self.model), self.server
-    )
+    self.service = PredictionServiceDouble(self.model, metadata)
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(self.service, self.server)
     port = self.server.add_insecure_port("127.0.0.1:0")
     self.address = f"127.0.0.1:{port}"
     self.server.start()
