@@ -26,7 +26,8 @@ Suites (`--suite`), each a few minutes on two cores:
   * `profile`: where the time of one SPM request (`--profile_candidates`, history on) goes, op by
     op (`RunOptions(trace_level=FULL_TRACE)` step stats of a TF1 session on the SavedModel, summed
     per component by op name scope), for `serving_default` (catalogue and new items) and
-    `predict_codes`, and for the export of the previous code (`--head_tree`) when given.
+    `predict_codes`, for the hash export (the reference), and for the export of the previous
+    code (`--head_tree`) when given.
 `--head_tree=DIR` (a checkout of the previous code, e.g. `git archive HEAD | tar -x -C DIR`) also
 adds that code's SPM export ("spm@head", timed with new items) to the `experiment` and `paper`
 suites.
@@ -459,8 +460,10 @@ def run_paper(work: str) -> dict:
 def run_profile(work: str) -> dict:
   setup = experiment_setup()
   spm_dir = export("spm", setup, True, os.path.join(work, "profile_spm"))
+  hash_dir = export("hash", setup, True, os.path.join(work, "profile_hash"))
   default, codes = signatures.SIGNATURE_DEFAULT, signatures.SIGNATURE_CODES
   cases = {
+    "hash: serving_default": (hash_dir, default, "new"),
     "after: serving_default, catalogue items": (spm_dir, default, "catalogue"),
     "after: serving_default, new items": (spm_dir, default, "new"),
     "after: predict_codes": (spm_dir, codes, "catalogue"),

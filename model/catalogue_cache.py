@@ -9,7 +9,9 @@ tokenizer); any other row goes through the encoder and tokenizer as before, and 
 Lookup of a batch of rows (float32 content embeddings [B, D] or integer codes [B, L]), per row:
   1. fingerprint: the row's 32-bit words (float32 bit patterns; integers modulo 2^32) times two
      fixed columns of odd int32 multipliers, summed modulo 2^32 (one int32 `MatMul`, about half
-     the time of an int64 one), the two sums packed into one int64;
+     the time of an int64 one), the two sums read as one int64 (`Bitcast`, in the machine's byte
+     order, as NumPy's `view` at export: an export served on a machine of the other byte order
+     only misses);
   2. fingerprint -> catalogue row index, a `tf.lookup.StaticHashTable` (a tracked resource);
   3. collision guard: the stored catalogue row at that index must have the same int64 words (two
      float32 bit patterns per word; integers widened exactly), so a fingerprint collision can only
@@ -64,9 +66,7 @@ def fingerprints(rows: tf.Tensor, factors: tf.Tensor) -> tf.Tensor:
   int32[D, 2])."""
   bits = tf.bitcast(rows, tf.int32) if rows.dtype == tf.float32 else tf.cast(rows, tf.int32)
   sums = tf.matmul(bits, factors)  # int32: wraps modulo 2^32.
-  high = tf.bitwise.left_shift(tf.cast(sums[:, 0], tf.int64), tf.constant(32, tf.int64))
-  low = tf.bitwise.bitwise_and(tf.cast(sums[:, 1], tf.int64), tf.constant(0xFFFFFFFF, tf.int64))
-  return tf.bitwise.bitwise_or(high, low)
+  return tf.bitcast(sums, tf.int64)  # The two sums as one word, in the machine's byte order.
 
 
 def numpy_fingerprints(rows: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ def numpy_fingerprints(rows: np.ndarray) -> np.ndarray:
     for start in range(0, len(rows), 8192):  # Bounded memory for the [chunk, D, 2] products.
       chunk = bits[start : start + 8192, :, None] * factors[None, :, :]
       sums[start : start + 8192] = chunk.sum(axis=1, dtype=np.uint32)
-  return ((sums[:, 0].astype(np.uint64) << np.uint64(32)) | sums[:, 1]).view(np.int64)
+  return sums.view(np.int64)[:, 0]  # As `tf.bitcast` of the [N, 2] sums.
 
 
 class ExactRowIndex(tf.Module):

@@ -58,26 +58,25 @@ MAX_TABULATED_SIDS = 2**18
 def sum_pool_padded(table: tf.Tensor, tokens: tf.Tensor) -> tf.Tensor:
   """Sums the rows of `table` named by `tokens` int64[B, T], skipping -1: float[B, dim].
 
-  One `SparseSegmentSum` over the valid tokens (their row as the segment): no [B, T, dim]
-  intermediate and no mask multiply. Its gradient is dense, [num_rows, dim] (`sparse_gradient`
-  off): Keras' Adam decays every row's moments and updates every row on each step even for an
-  `IndexedSlices` gradient, so a dense one adds no work there and saves the scatter of
-  B x T x (1 + H) gathered rows per step, the main cost of a SID training step over a hash one.
+  One `SparseSegmentSum` over the valid tokens (their row as the segment, both from one `Where`):
+  no [B, T, dim] intermediate and no mask multiply. Its gradient is dense, [num_rows, dim]
+  (`sparse_gradient` off): Keras' Adam decays every row's moments and updates every row on each
+  step even for an `IndexedSlices` gradient, so a dense one adds no work there and saves the
+  scatter of B x T x (1 + H) gathered rows per step, the main cost of a SID training step over a
+  hash one.
   A table split across parameter servers (a `ShardedVariable`, not a `tf.Variable`) is read with
   `tf.nn.embedding_lookup` of the distinct tokens instead, which reads each shard where it lives
   and sends only those rows' gradients back.
   """
   tokens = tf.convert_to_tensor(tokens)
-  batch = tf.shape(tokens)[0]
-  flat = tf.reshape(tokens, [-1])
-  valid = flat >= 0
-  ids = tf.boolean_mask(flat, valid)
-  segments = tf.boolean_mask(tf.repeat(tf.range(batch), tf.shape(tokens)[1]), valid)
+  where = tf.where(tokens >= 0)  # int64[n, 2] (row, position) of the valid tokens, row-major.
+  ids = tf.gather_nd(tokens, where)
+  segments = where[:, 0]  # Sorted, as SparseSegmentSum needs.
   data = table
   if not isinstance(table, (tf.Variable, tf.Tensor)):
     ids, index = tf.unique(ids)
     data, ids = tf.nn.embedding_lookup(table, ids), index
-  return tf.sparse.segment_sum(data, ids, segments, num_segments=batch)
+  return tf.sparse.segment_sum(data, ids, segments, num_segments=tf.shape(tokens)[0])
 
 
 def drop_tokens(
