@@ -160,6 +160,7 @@ def keras_serving_module(ranker, content_dim: int, max_batch_size: int) -> signa
   if contract.embedding_key is None:
     encoder = None
   codes_contract, codes_fn = None, None
+  frozen = sid_item.FrozenVectors(representation)  # Cached catalogue rows: one gather each.
   layers = sid_item.sid_items(representation)
   if encoder is not None and len(layers) == 1:
     with sid_item.reading(representation, sid_item.CODES):
@@ -168,11 +169,11 @@ def keras_serving_module(ranker, content_dim: int, max_batch_size: int) -> signa
       codes_contract = _contract(specs, ranker, max_batch_size, bounds)
 
     def codes_fn(features):
-      with sid_item.reading(representation, sid_item.CODES):
+      with sid_item.reading(representation, sid_item.CODES), frozen.tracing():
         return ranker(features, training=False)
 
   def predict_fn(features):
-    with sid_item.reading(representation, sid_item.CONTENT):
+    with sid_item.reading(representation, sid_item.CONTENT), frozen.tracing():
       return ranker(features, training=False)
 
   return signatures.ServingModule(

@@ -131,12 +131,19 @@ class ExactRowIndex(tf.Module):
       name=f"{name}_table",
     )
 
-  def __call__(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+  def find(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    """`(hit bool[B], row int64[B])`: the stored row equal to each input (any row where `hit`
+    is False). Rows index `values` and anything else aligned with them (`SidItem`'s vectors)."""
     with tf.name_scope(self.name):
       found = self.table.lookup(fingerprints(inputs, self.factors))
-      index = tf.maximum(found, 0)
-      same = tf.reduce_all(tf.equal(tf.gather(self.words, index), words(inputs)), axis=1)
-      return tf.logical_and(found >= 0, same), tf.gather(self.values, index)
+      row = tf.maximum(found, 0)
+      same = tf.reduce_all(tf.equal(tf.gather(self.words, row), words(inputs)), axis=1)
+      return tf.logical_and(found >= 0, same), row
+
+  def __call__(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    hit, row = self.find(inputs)
+    with tf.name_scope(self.name):
+      return hit, tf.gather(self.values, row)
 
 
 def merge_misses(
@@ -162,6 +169,9 @@ class CatalogueCache(tf.Module):
     codes: Optional int[M, L]. SIDs; None: no SID index (a tabulated SID space needs none:
       `model.sid_item.TokenTable` is exact and cheaper).
     code_tokens: Optional int64[M, T]. Their padded tokens.
+    vector_dim: int. Width of the float32 vector an export also stores per cached row (the
+      pooled item vector, `model.sid_item.frozen_vectors`); counted in the size limit. Defaults
+      to 0.
     name: str. Module name.
 
   Attributes:
@@ -178,6 +188,7 @@ class CatalogueCache(tf.Module):
     embedding_tokens: Optional[np.ndarray] = None,
     codes: Optional[np.ndarray] = None,
     code_tokens: Optional[np.ndarray] = None,
+    vector_dim: int = 0,
     name: str = "catalogue_cache",
   ):
     super().__init__(name=name)
@@ -190,6 +201,7 @@ class CatalogueCache(tf.Module):
         raise ValueError("Each of `embeddings` and `codes` needs its tokens, and only then.")
       if rows is not None:
         total += np.asarray(rows).nbytes + np.asarray(tokens).size * 4
+        total += len(rows) * int(vector_dim) * 4
     if total > MAX_CACHED_BYTES:
       raise ValueError(
         f"The catalogue cache would hold {total / 2**20:.0f} MiB of graph constants; at most "

@@ -234,6 +234,7 @@ class SidItem(item_representation.ItemRepresentation):
     self.sid_input = CONTENT
     self.token_table = self._tabulate()
     self.catalogue_cache: Optional[catalogue_cache_lib.CatalogueCache] = None
+    self.frozen_vectors: Optional["FrozenVectors"] = None  # Set while an export is traced.
 
   def _tabulate(self) -> Optional[TokenTable]:
     """The `TokenTable` of a small SID space (K^L <= MAX_TABULATED_SIDS), else None."""
@@ -368,7 +369,9 @@ class SidItem(item_representation.ItemRepresentation):
       ]
     if self.token_table is None and code_rows:  # A token table is exact for every SID already.
       cache["codes"], cache["code_tokens"] = np.concatenate(code_rows), np.concatenate(code_tokens)
-    self.catalogue_cache = catalogue_cache_lib.CatalogueCache(**cache) if cache else None
+    self.catalogue_cache = (
+      catalogue_cache_lib.CatalogueCache(**cache, vector_dim=self.embedding_dim) if cache else None
+    )
     return self.catalogue_cache
 
   def catalogue_inputs(self, embeddings: np.ndarray, batch_size: int = 4096) -> Dict[str, Any]:
@@ -394,7 +397,32 @@ class SidItem(item_representation.ItemRepresentation):
     tokens = np.concatenate(parts) if parts else np.zeros((0, self.max_tokens), np.int64)
     return {CODES: codes.astype(np.int32), TOKENS: tokens.astype(np.int64)}
 
+  def _catalogue_vectors(self, features: Mapping[str, tf.Tensor]) -> Optional[tf.Tensor]:
+    """The item vectors of `features` [B, embedding_dim] from `frozen_vectors` (one gather for a
+    catalogue row, the full path for the others), or None when no frozen vectors apply."""
+    if TOKENS in features:
+      return None
+    if CODES in features:
+      rows, kind = features[CODES], "codes_index"
+      compute = self._tokenize  # A codes index exists only for an untabulated SID space.
+    else:
+      rows, kind = tf.cast(self.select(features)[CONTENT], tf.float32), "content_index"
+      compute = lambda content: self.tokens_of_codes(self.codes(content), validated=True)  # noqa: E731
+    index = self._cache_index(rows, kind)
+    if index is None:
+      return None
+    vectors = self.frozen_vectors.of(self, index)
+    hit, row = index.find(rows)
+    with tf.name_scope(index.name):
+      cached = tf.gather(vectors, row)
+    pool = lambda misses: sum_pool_padded(self.table, compute(misses))  # noqa: E731
+    return catalogue_cache_lib.merge_misses(hit, cached, rows, pool)
+
   def call(self, features: Mapping[str, tf.Tensor], training=None) -> tf.Tensor:
+    if not training and self.frozen_vectors is not None:
+      vectors = self._catalogue_vectors(features)
+      if vectors is not None:
+        return vectors
     if TOKENS in features:
       tokens = tf.cast(features[TOKENS], tf.int64)
     elif CODES in features:
@@ -459,6 +487,55 @@ def reading(representation: Optional[tf.Module], key: str) -> Iterator[None]:
   finally:
     for layer, value in zip(layers, previous):
       layer.sid_input = value
+
+
+class FrozenVectors:
+  """Catalogue items' item vectors as constants of an export's graph.
+
+  A cached catalogue row's vector is the sum of its tokens' rows of the subword table, fixed once
+  the weights are. While `tracing()` is entered, every `SidItem` of `representation` that holds a
+  `CatalogueCache` (and is not training) serves a row it finds there the stored sum, one
+  `GatherV2` of [B, embedding_dim], instead of gathering its tokens and pooling them; other rows
+  take the normal path. The sums are computed from the table at trace time, outside the traced
+  graph (`tf.init_scope`), so an export holds the vectors of the weights it saves; a retrace
+  after the weights changed computes them again (one constant per distinct value, shared by every
+  signature traced with the same values). `export.export_model.keras_serving_module` traces its
+  signatures so; training and the Keras model never use them.
+
+  Adds N * embedding_dim * 4 bytes per cached index to an export (counted in
+  `catalogue_cache.MAX_CACHED_BYTES`).
+
+  Args:
+    representation: the item representation (a `SidItem`, a `HybridItem`, or one without a SID
+      part: then nothing changes).
+  """
+
+  def __init__(self, representation: Optional[tf.Module]):
+    self._layers = sid_items(representation)
+    self._constants: Dict[tuple, tf.Tensor] = {}
+
+  @contextlib.contextmanager
+  def tracing(self) -> Iterator[None]:
+    """Within the block, the layers serve cached rows their stored vectors."""
+    previous = [layer.frozen_vectors for layer in self._layers]
+    for layer in self._layers:
+      layer.frozen_vectors = self
+    try:
+      yield
+    finally:
+      for layer, value in zip(self._layers, previous):
+        layer.frozen_vectors = value
+
+  def of(self, layer: SidItem, index: catalogue_cache_lib.ExactRowIndex) -> tf.Tensor:
+    """float32[N, embedding_dim]: the vector of each of `index`'s rows (its `values` pooled in
+    `layer`'s table now)."""
+    with tf.init_scope():
+      values = sum_pool_padded(layer.table, tf.cast(index.values, tf.int64)).numpy()
+      key = (id(layer), index.name)
+      stored = self._constants.get(key)
+      if stored is None or not np.array_equal(stored.numpy(), values):
+        stored = self._constants[key] = tf.constant(values)
+      return stored
 
 
 def catalogue_inputs(

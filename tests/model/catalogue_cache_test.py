@@ -295,5 +295,115 @@ class CachedSidItemTest(base.TestCase):
         self.assertAllClose(loaded.codes(codes[name]), expected[name], atol=1e-5, rtol=0)
 
 
+class FrozenVectorsTest(base.TestCase):
+  """`sid_item.FrozenVectors`: cached rows served their pooled vector from one gather."""
+
+  def _layer(self, name: str, catalogue: np.ndarray):
+    layer = _items()[name]
+    layer({"content_embedding": catalogue[:2]})  # Builds the table.
+    layer.table.assign(tf.random.stateless_normal(layer.table.shape, seed=[1, 2]))
+    return layer
+
+  def test_vectors_equal_the_pooled_tokens_on_every_path(self):
+    catalogue = _rows(50, seed=3)
+    for name in ("tabulated_unigram", "unigram", "spm"):
+      layer = self._layer(name, catalogue)
+      batches = _batches(catalogue)
+      expected = {k: layer({"content_embedding": rows}) for k, rows in batches.items()}
+      codes = {k: layer.codes(tf.constant(rows)) for k, rows in batches.items()}
+      with sid_item.reading(layer, sid_item.CODES):
+        from_codes = {k: layer({"codes": c}) for k, c in codes.items()}
+      layer.cache_catalogue(catalogue)
+      frozen = sid_item.FrozenVectors(layer)
+      for kind, rows in batches.items():
+        with self.subTest(f"{name}_{kind}"), frozen.tracing():
+          # The same sums of the same rows in the same order: bit-identical.
+          self.assertAllEqual(layer({"content_embedding": rows}), expected[kind])
+          graph = tf.function(lambda x: layer({"content_embedding": x}))  # noqa: B023
+          self.assertAllEqual(graph(tf.constant(rows)), expected[kind])
+          with sid_item.reading(layer, sid_item.CODES):
+            self.assertAllEqual(layer({"codes": codes[kind]}), from_codes[kind])
+      self.assertIsNone(layer.frozen_vectors)  # Restored after the block.
+
+  def test_catalogue_rows_are_not_pooled(self):
+    catalogue = _rows(30, seed=3)
+    layer = self._layer("unigram", catalogue)
+    layer.cache_catalogue(catalogue)
+    frozen = sid_item.FrozenVectors(layer)
+    pooled = []
+    pool = sid_item.sum_pool_padded
+    counting = lambda table, tokens: pooled.append(int(tokens.shape[0])) or pool(table, tokens)  # noqa: E731
+    with frozen.tracing(), mock.patch.object(sid_item, "sum_pool_padded", counting):
+      layer({"content_embedding": catalogue[[4, 1, 4]]})
+      self.assertEqual(pooled, [30])  # Only the snapshot of the 30 catalogue rows.
+      layer({"content_embedding": np.concatenate([catalogue[:3], _rows(2, seed=8)])})
+      self.assertEqual(pooled, [30, 30, 2])  # The snapshot (unchanged), then the 2 new rows.
+
+  def test_vectors_follow_the_weights_and_are_shared_while_unchanged(self):
+    catalogue = _rows(20, seed=3)
+    layer = self._layer("unigram", catalogue)
+    layer.cache_catalogue(catalogue)
+    frozen = sid_item.FrozenVectors(layer)
+    index = layer.catalogue_cache.content_index
+    with frozen.tracing():
+      first = frozen.of(layer, index)
+      self.assertIs(frozen.of(layer, index), first)  # One constant for every trace.
+      layer.table.assign_add(tf.ones_like(layer.table))
+      second = frozen.of(layer, index)
+      self.assertIsNot(second, first)
+      served = layer({"content_embedding": catalogue})
+    layer.cache_catalogue()
+    self.assertAllClose(served, layer({"content_embedding": catalogue}), atol=0, rtol=0)
+
+  def test_training_pools_the_tokens(self):
+    catalogue = _rows(20, seed=3)
+    layer = self._layer("unigram", catalogue)
+    layer.cache_catalogue(catalogue)
+    with sid_item.FrozenVectors(layer).tracing(), tf.GradientTape() as tape:
+      loss = tf.reduce_sum(layer({"content_embedding": catalogue}, training=True))
+    gradient = tape.gradient(loss, layer.table)
+    self.assertIsNotNone(gradient)
+    self.assertGreater(float(tf.reduce_sum(tf.abs(tf.convert_to_tensor(gradient)))), 0.0)
+
+  def test_no_sid_part_and_no_cache_change_nothing(self):
+    catalogue = _rows(10, seed=3)
+    layer = self._layer("unigram", catalogue)
+    expected = layer({"content_embedding": catalogue})
+    with sid_item.FrozenVectors(layer).tracing():  # No cache: the normal path.
+      self.assertAllEqual(layer({"content_embedding": catalogue}), expected)
+    with sid_item.FrozenVectors(None).tracing():
+      pass
+
+  def test_vectors_count_in_the_size_limit(self):
+    rows, tokens = _rows(100, seed=1), np.zeros((100, 3), np.int64)
+    size = rows.nbytes + tokens.size * 4
+    with mock.patch.object(catalogue_cache, "MAX_CACHED_BYTES", size + 100 * 4 * 4):
+      catalogue_cache.CatalogueCache(rows, tokens, vector_dim=4)
+      with self.assertRaisesRegex(ValueError, "MiB of graph constants"):
+        catalogue_cache.CatalogueCache(rows, tokens, vector_dim=5)
+
+  def test_saved_model_holds_the_vectors(self):
+    catalogue = _rows(40, seed=3)
+    layer = self._layer("spm", catalogue)
+    batches = _batches(catalogue)
+    expected = {k: layer({"content_embedding": rows}) for k, rows in batches.items()}
+    layer.cache_catalogue(catalogue)
+    frozen = sid_item.FrozenVectors(layer)
+    module = tf.Module()
+    module.layer = layer
+
+    def serve(x):
+      with frozen.tracing():
+        return layer({"content_embedding": x})
+
+    module.content = tf.function(serve, input_signature=[tf.TensorSpec([None, D])])
+    path = os.path.join(self.get_temp_dir(), "frozen")
+    tf.saved_model.save(module, path)
+    loaded = tf.saved_model.load(path)
+    for kind, rows in batches.items():
+      with self.subTest(kind):
+        self.assertAllClose(loaded.content(tf.constant(rows)), expected[kind], atol=1e-6, rtol=0)
+
+
 if __name__ == "__main__":
   tf.test.main()
