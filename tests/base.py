@@ -1,8 +1,10 @@
 """The project's one test base class."""
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -39,6 +41,33 @@ def run_module(module: str, *args: str, check: bool = False, timeout: int = 600)
   if check and result.returncode != 0:
     raise AssertionError(f"{module} failed:\n{result.stdout}\n{result.stderr}")
   return result
+
+
+def run_module_probes(module: str, *probes, timeout: int = 600):
+  """`run_module(module, *args)` for each `args` in `probes`, all in ONE fresh interpreter.
+
+  `tests/cli_probes.py` runs them one after another, each through the module's own `__main__`
+  block with the flags reset, and catches each one's exit status, stdout and stderr: what a
+  process per probe would give, for the price of one TensorFlow import. Use it for probes that
+  fail before the job does any work; a job that trains or writes gets `run_module`.
+
+  Returns:
+    One CompletedProcess per probe, in order.
+  """
+  with tempfile.TemporaryDirectory() as work:
+    output = os.path.join(work, "probes.json")
+    probes = [list(args) for args in probes]
+    driver = run_module("tests.cli_probes", module, json.dumps(probes), output, timeout=timeout)
+    if driver.returncode != 0 or not os.path.exists(output):
+      raise AssertionError(f"The probes of {module} did not run:\n{driver.stdout}\n{driver.stderr}")
+    with open(output, encoding="utf-8") as f:
+      results = json.load(f)
+  return [
+    subprocess.CompletedProcess(
+      [sys.executable, "-m", module, *args], r["returncode"], r["stdout"], r["stderr"]
+    )
+    for args, r in zip(probes, results)
+  ]
 
 
 class TestCase(tf.test.TestCase, parameterized.TestCase):

@@ -60,9 +60,15 @@ FLAG_PROBES = (
 
 class FlagProbesTest(base.TestCase):
   def test_every_flag_probe_fails_with_its_message(self):
+    modules = dict.fromkeys(module for module, _, _ in FLAG_PROBES)
+    results = {}
+    for module in modules:  # One interpreter per job runs all of its probes.
+      probes = [args for m, args, _ in FLAG_PROBES if m == module]
+      for args, result in zip(probes, base.run_module_probes(module, *probes, timeout=300)):
+        results[module, args] = result
     for module, args, message in FLAG_PROBES:
       with self.subTest(module=module, args=args):
-        result = base.run_module(module, *args, timeout=300)
+        result = results[module, args]
         self.assertNotEqual(result.returncode, 0)
         self.assertIn(message, result.stderr)
         self.assertNotIn("Traceback", result.stderr)
@@ -135,8 +141,8 @@ class EntryPointsTest(base.TestCase):
         self.assertEqual(result.stderr.strip().splitlines()[-1], line)
         self.assertNotIn("Traceback", result.stderr)
     nowhere = os.path.join(self.get_temp_dir(), "nowhere")
-    args = ("export.export_model", f"--ranker_dir={nowhere}", f"--output_dir={nowhere}_out")
-    plain, debug = base.run_module(*args, timeout=300), base.run_module(*args, "--debug")
+    args = (f"--ranker_dir={nowhere}", f"--output_dir={nowhere}_out")
+    plain, debug = base.run_module_probes("export.export_model", args, (*args, "--debug"))
     self.assertEqual(plain.returncode, 2)
     self.assertTrue(plain.stderr.strip().splitlines()[-1].startswith("error: FileNotFoundError: "))
     self.assertNotIn("Traceback", plain.stderr)

@@ -104,7 +104,7 @@ class AnalyzeSidsTest(base.TestCase):
 
   def test_bad_flags(self):
     out = f"--output_dir={self.get_temp_dir()}"
-    for flags, message in (
+    probes = (
       ((out, "--early_quantile=1.5"), "--early_quantile must be in (0, 1). Received: "),
       ((out, "--other_seed=0"), "--other_seed must differ from --seed. Received: --other_seed=0"),
       (("--bootstrap=5",), "--output_dir is required."),
@@ -113,9 +113,10 @@ class AnalyzeSidsTest(base.TestCase):
         "--early_quantile=0.001: the early window holds 1 of 300 items; the RQ-VAE needs at "
         "least K=8.",
       ),
-    ):
+    )
+    results = base.run_module_probes("trainers.analyze_sids", *(flags for flags, _ in probes))
+    for (flags, message), result in zip(probes, results):
       with self.subTest(flags=flags):
-        result = _run(*flags, check=False)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertIn(message, result.stderr)
         self.assertNotIn("Traceback", result.stderr)

@@ -79,21 +79,13 @@ class AssignSidsTest(base.TestCase):
 
   def test_bad_inputs(self):
     output = os.path.join(self.get_temp_dir(), "sids.npz")
-    missing = _run(
+    missing, wrong_dim = base.run_module_probes(
       "trainers.assign_sids",
-      f"--rqvae_dir={self.get_temp_dir()}",
-      f"--output={output}",
-      check=False,
+      (*DATA, f"--rqvae_dir={self.get_temp_dir()}", f"--output={output}"),
+      (*DATA, f"--rqvae_dir={self.run_dir}", f"--output={output}", "--synthetic_dim=24"),
     )
     self.assertNotEqual(missing.returncode, 0)
     self.assertIn("config.json is missing", missing.stderr)
-    wrong_dim = _run(
-      "trainers.assign_sids",
-      f"--rqvae_dir={self.run_dir}",
-      f"--output={output}",
-      "--synthetic_dim=24",
-      check=False,
-    )
     self.assertIn("have shape (300, 24), but the RQ-VAE expects width D=16", wrong_dim.stderr)
     self.assertFalse(os.path.exists(output))
 

@@ -1,4 +1,5 @@
-"""Tests for the describe_data CLI (run as a subprocess, as a user would)."""
+"""Tests for the describe_data CLI (run as a subprocess, as a user would; the bad-flag runs share
+one interpreter, `base.run_module_probes`)."""
 
 import json
 import os
@@ -14,6 +15,16 @@ run_job = base.run_module
 
 
 class DescribeDataTest(base.TestCase):
+  @classmethod
+  def setUpClass(cls):
+    super().setUpClass()
+    # Both bad-flag runs fail before any work: one interpreter runs them.
+    cls.bad_split, cls.bad_fraction = base.run_module_probes(
+      "trainers.describe_data",
+      ("--split=random",),
+      (*_SMALL, "--split=new_items", "--cold_item_fraction=2"),
+    )
+
   def test_writes_the_summary_json(self):
     out = os.path.join(self.get_temp_dir(), "sub", "summary.json")
     proc = run_job("trainers.describe_data", *_SMALL, "--split=global_time", f"--output_json={out}")
@@ -28,12 +39,12 @@ class DescribeDataTest(base.TestCase):
     self.assertIn("split global_time", proc.stdout)
 
   def test_bad_flag_value_is_named(self):
-    proc = run_job("trainers.describe_data", "--split=random")
+    proc = self.bad_split
     self.assertNotEqual(proc.returncode, 0)
     self.assertIn("flag --split=random", proc.stderr)
 
   def test_bad_fraction_is_named(self):
-    proc = run_job("trainers.describe_data", *_SMALL, "--split=new_items", "--cold_item_fraction=2")
+    proc = self.bad_fraction
     self.assertNotEqual(proc.returncode, 0)
     self.assertIn("cold_item_fraction=2", proc.stderr)
 

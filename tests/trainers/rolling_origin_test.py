@@ -192,7 +192,7 @@ def _error_lines(result):
 class RollingOriginJobTest(base.TestCase):
   def test_bad_flags_give_one_line(self):
     out = os.path.join(self.get_temp_dir(), "never")
-    for args, message in (
+    probes = (
       (
         ("--cut_quantiles=0.8,0.7",),
         "--cut_quantiles must be strictly increasing numbers in (0, 1)",
@@ -202,9 +202,12 @@ class RollingOriginJobTest(base.TestCase):
         ("--cut_quantiles=0.5", "--window_quantile=0.000001", *TINY),
         "The cut at quantile 0.5 (test window",
       ),
-    ):
+    )
+    results = base.run_module_probes(
+      "trainers.rolling_origin", *((f"--output_dir={out}", *args) for args, _ in probes)
+    )
+    for (args, message), result in zip(probes, results):
       with self.subTest(args=args):
-        result = base.run_module("trainers.rolling_origin", f"--output_dir={out}", *args)
         self.assertEqual(result.returncode, 2, result.stderr[-2000:])
         self.assertEqual(len(_error_lines(result)), 1, result.stderr[-2000:])
         self.assertIn(message, _error_lines(result)[0])

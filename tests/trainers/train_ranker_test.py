@@ -35,8 +35,25 @@ def _setup():
   return _CACHE
 
 
+# The runs the export tests read are saved; the others exercise the path that saves no model.
+SAVED = ("hash", "spm", "hybrid")
+
+
 class TrainRankerTest(base.TestCase):
-  def _fit(self, scheme, output_dir, save_model=False, history=True):
+  @classmethod
+  def setUpClass(cls):
+    """One fit per scheme, shared by every test of the class."""
+    super().setUpClass()
+    cls.runs = os.path.join(tf.compat.v1.test.get_temp_dir(), "train_ranker_runs")
+    cls.results = {}
+    for scheme in schemes.names():
+      tf.keras.backend.clear_session()
+      tf.keras.utils.set_random_seed(0)
+      out = os.path.join(cls.runs, scheme)
+      cls.results[scheme] = cls._fit(scheme, out, save_model=scheme in SAVED)
+
+  @staticmethod
+  def _fit(scheme, output_dir, save_model=False, history=True):
     c = _setup()
     encoder = semantic_id_encoder.SemanticIdEncoder.from_rqvae(c["rqvae"], name="sid_encoder")
     item_config = schemes.ItemRepresentationConfig(
@@ -66,8 +83,7 @@ class TrainRankerTest(base.TestCase):
   def test_fit_every_scheme(self):
     for scheme in schemes.names():
       with self.subTest(scheme):
-        out = os.path.join(self.get_temp_dir(), scheme)
-        result = self._fit(scheme, out)
+        out, result = os.path.join(self.runs, scheme), self.results[scheme]
         self.assertEqual(
           set(result["test"]),
           {"all", "warm", "cold", "cold_known_user", "cold_new_user"}
@@ -79,8 +95,7 @@ class TrainRankerTest(base.TestCase):
         self.assertTrue(os.path.isfile(os.path.join(out, "predictions.npz")))
 
   def test_saved_ranker_reloads(self):
-    out = os.path.join(self.get_temp_dir(), "hybrid_saved")
-    self._fit("hybrid", out, save_model=True)
+    out = os.path.join(self.runs, "hybrid")
     with open(os.path.join(out, "ranker_config.json")) as f:
       config = json.load(f)
     self.assertEqual(config["outputs"], ["ctr", "engagement"])
@@ -102,8 +117,7 @@ class TrainRankerTest(base.TestCase):
     )
 
   def test_export_caches_the_catalogue_and_refuses_bad_catalogues(self):
-    out = os.path.join(self.get_temp_dir(), "spm_saved")
-    self._fit("spm", out, save_model=True)
+    out = os.path.join(self.runs, "spm")
     embeddings = _setup()["data"].embeddings
     path = os.path.join(self.get_temp_dir(), "catalogue.npy")
     np.save(path, embeddings)
@@ -135,8 +149,7 @@ class TrainRankerTest(base.TestCase):
         with self.assertRaisesRegex(ValueError, re.escape(bad_path) + ".*" + re.escape(message)):
           export_model.export(out, base_dir, bad_config)
         self.assertFalse(os.path.exists(os.path.join(base_dir, "1")))
-    hash_out = os.path.join(self.get_temp_dir(), "hash_saved")
-    self._fit("hash", hash_out, save_model=True)
+    hash_out = os.path.join(self.runs, "hash")
     with self.assertRaisesRegex(ValueError, "no semantic-ID part"):
       export_model.export(hash_out, os.path.join(self.get_temp_dir(), "hash_export"), config)
 

@@ -36,6 +36,31 @@ class TrainSpmTest(base.TestCase):
     bits = (cls.dataset.embeddings[:, : L * 3] > 0).astype(np.int64).reshape(-1, L, 3)
     cls.codes = (bits * np.array([4, 2, 1])).sum(-1)
     cls.table = sid_table.make_table(item_ids, cls.codes, fingerprint="test", codebook_size=K)
+    cls._run_failing_probes()
+
+  @classmethod
+  def _run_failing_probes(cls):
+    """Every run below fails before training: one interpreter runs them all."""
+    folder = os.path.join(tf.compat.v1.test.get_temp_dir(), "train_spm_probes")
+    os.makedirs(folder, exist_ok=True)
+    sids, cls.missing = os.path.join(folder, "sids.npz"), os.path.join(folder, "nope.npz")
+    sid_table.write_sid_table(sids, cls.table)
+    other = os.path.join(folder, "other.npz")
+    sid_table.write_sid_table(
+      other,
+      sid_table.make_table(
+        np.arange(10**6, 10**6 + 5), np.zeros((5, L)), fingerprint="x", codebook_size=K
+      ),
+    )
+    probes = {
+      "budget": (*DATA, f"--sids={sids}", "--vocab_size=20", "--output=/nonexistent/x.model"),
+      "missing_table": (*DATA, f"--sids={cls.missing}", "--vocab_size=60", "--output=x.model"),
+      "missing_flags": (*DATA, "--vocab_size=60"),
+      "other_dataset": (*DATA, f"--sids={other}", "--vocab_size=60", "--output=x.model"),
+      "help": ("--help",),
+    }
+    results = base.run_module_probes("trainers.train_spm", *probes.values(), timeout=300)
+    cls.probes = dict(zip(probes, results))
 
   def setUp(self):
     super().setUp()
@@ -84,32 +109,26 @@ class TrainSpmTest(base.TestCase):
       self.assertEqual(sid_spm.check_model_proto(f.read(), L, K)["max_piece_length"], 2)
 
   def test_budget_below_the_symbols_is_named(self):
-    proc = _run(f"--sids={self.sids}", "--vocab_size=20", "--output=/nonexistent/x.model")
+    proc = self.probes["budget"]
     self.assertNotEqual(proc.returncode, 0)
     self.assertIn("at least L*K + 1 = 25", proc.stderr)
     self.assertIn("--vocab_size=20", proc.stderr)
 
   def test_missing_table_and_flags_are_named(self):
-    missing = os.path.join(self.get_temp_dir(), "nope.npz")
-    proc = _run(f"--sids={missing}", "--vocab_size=60", "--output=x.model")
+    proc = self.probes["missing_table"]
     self.assertNotEqual(proc.returncode, 0)
-    self.assertIn(f"--sids={missing}", proc.stderr)
-    proc = _run("--vocab_size=60")
+    self.assertIn(f"--sids={self.missing}", proc.stderr)
+    proc = self.probes["missing_flags"]
     self.assertNotEqual(proc.returncode, 0)
     self.assertIn("--sids, --output", proc.stderr)
 
   def test_table_of_another_dataset_is_refused(self):
-    other = sid_table.make_table(
-      np.arange(10**6, 10**6 + 5), np.zeros((5, L)), fingerprint="x", codebook_size=K
-    )
-    path = os.path.join(self.get_temp_dir(), "other.npz")
-    sid_table.write_sid_table(path, other)
-    proc = _run(f"--sids={path}", "--vocab_size=60", "--output=x.model")
+    proc = self.probes["other_dataset"]
     self.assertNotEqual(proc.returncode, 0)
     self.assertIn("0 in common: the table was made from another dataset", proc.stderr)
 
   def test_help(self):
-    proc = base.run_module("trainers.train_spm", "--help", timeout=120)
+    proc = self.probes["help"]
     self.assertIn("--vocab_size", proc.stdout)  # absl's --help exits with status 1.
     self.assertIn("--sids", proc.stdout)
 
