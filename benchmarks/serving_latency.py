@@ -41,7 +41,8 @@ Usage:
 Writes <suite>.json and <suite>.md under --output_dir.
 """
 
-import json  # noqa: I001  (project packages before TensorFlow: they select Keras 2)
+import itertools  # noqa: I001  (project packages before TensorFlow: they select Keras 2)
+import json
 import os
 import platform
 import re
@@ -52,7 +53,7 @@ import time
 from export import export_model, serving_assets, signatures
 from features import feature_spec, io_utils, spm_training
 from model import ranker as ranker_lib
-from model import schemes, semantic_id_encoder, sid_item
+from model import catalogue_cache, schemes, semantic_id_encoder, sid_item
 from trainers import artifacts, cli, data_flags, job_flags, ranker_training
 
 import numpy as np
@@ -85,6 +86,12 @@ flags.DEFINE_string("head_tree", None, "A checkout of the previous code (TF Text
 flags.DEFINE_bool("codes_rows", True, "experiment: also time each SID scheme's predict_codes.")
 flags.DEFINE_bool(
   "catalogue_cache", True, "SID exports cache their catalogue's tokens (sid_item.cache_catalogue)."
+)
+flags.DEFINE_list(
+  "catalogue_match",
+  [catalogue_cache.DEFAULT_MATCH],
+  "How cached exports match a served content row (model.catalogue_cache.MATCHES: fingerprint, "
+  "exact); several: one export per match, timed in the same run, rows marked [match].",
 )
 flags.DEFINE_enum(
   "history_rows",
@@ -173,7 +180,9 @@ def item_config(scheme: str, table_rows: int) -> schemes.ItemRepresentationConfi
   )
 
 
-def export(scheme: str, setup: SidSetup, history: bool, path: str) -> str:
+def export(
+  scheme: str, setup: SidSetup, history: bool, path: str, match: str = catalogue_cache.DEFAULT_MATCH
+) -> str:
   """Builds the `scheme` ranker, wraps it as `export_model.export` does and saves it to `path`."""
   config = item_config(scheme, FLAGS.table_rows)
   encoder = setup.encoder() if config.spec.uses_sid else None
@@ -183,7 +192,7 @@ def export(scheme: str, setup: SidSetup, history: bool, path: str) -> str:
   ranker = ranker_lib.build_ranker(representation, ranker_config)
   ranker(ranker_training.sample_features(ranker, setup.content_dim))
   if FLAGS.catalogue_cache:
-    sid_item.cache_catalogue(representation, setup.catalogue, setup.codes)
+    sid_item.cache_catalogue(representation, setup.catalogue, setup.codes, match=match)
   module = export_model.keras_serving_module(ranker, setup.content_dim, 10_000)
   tf.io.gfile.rmtree(path) if tf.io.gfile.exists(path) else None
   module.save(path)
@@ -398,6 +407,19 @@ def _catalogue(setup: SidSetup, items: str) -> tuple:
   return (setup.catalogue, setup.codes) if items == "catalogue" else (None, None)
 
 
+def _sid_exports(exports: dict, scheme: str, setup, history: bool, work: str, codes: bool):
+  """Exports `scheme` once per `--catalogue_match` and adds its rows (`_sid_rows`); with several
+  matches each row's scheme reads "scheme [match]", and only the first times predict_codes (the
+  SID index is exact whatever the match)."""
+  tag = "history on" if history else "history off"
+  for i, match in enumerate(FLAGS.catalogue_match):
+    several = len(FLAGS.catalogue_match) > 1
+    folder = f"{scheme}_{match}_{int(history)}" if several else f"{scheme}_{int(history)}"
+    path = export(scheme, setup, history, os.path.join(work, folder), match)
+    label = f"{scheme} [{match}]" if several else scheme
+    _sid_rows(exports, label, path, tag, codes and i == 0)
+
+
 def _sid_rows(exports: dict, scheme: str, path: str, tag: str, codes: bool) -> None:
   """The rows of one SID export: serving_default (and `codes`: predict_codes) per request kind."""
   for items in FLAGS.request_items:
@@ -420,10 +442,10 @@ def run_experiment(work: str) -> dict:
   for history in _history_settings():
     tag = "history on" if history else "history off"
     for scheme in FLAGS.schemes:
-      path = export(scheme, setup, history, os.path.join(work, f"{scheme}_{int(history)}"))
       if schemes.get(scheme).uses_sid:
-        _sid_rows(exports, scheme, path, tag, FLAGS.codes_rows)
+        _sid_exports(exports, scheme, setup, history, work, FLAGS.codes_rows)
       else:
+        path = export(scheme, setup, history, os.path.join(work, f"{scheme}_{int(history)}"))
         exports[f"{scheme} ({tag})"] = (path, signatures.SIGNATURE_DEFAULT, "new")
     if FLAGS.head_tree:
       path = head_export(setup, history, os.path.join(work, f"spm_head_{int(history)}"))
@@ -442,9 +464,8 @@ def run_paper(work: str) -> dict:
   for history in _history_settings():
     tag = "history on" if history else "history off"
     hash_dir = export("hash", setup, history, os.path.join(work, f"paper_hash_{int(history)}"))
-    spm_dir = export("spm", setup, history, os.path.join(work, f"paper_spm_{int(history)}"))
     exports[f"hash ({tag})"] = (hash_dir, signatures.SIGNATURE_DEFAULT, "new")
-    _sid_rows(exports, "spm", spm_dir, tag, True)
+    _sid_exports(exports, "spm", setup, history, os.path.join(work, "paper"), True)
     if FLAGS.head_tree:
       path = head_export(setup, history, os.path.join(work, f"paper_spm_head_{int(history)}"))
       exports[f"spm@head ({tag})"] = (path, signatures.SIGNATURE_DEFAULT, "new")
@@ -540,18 +561,22 @@ def markdown(suite: str, result: dict) -> str:
     lines += latency_markdown(result)
     names = [n for n in result["latency"] if not n.startswith(("hash", "spm@head"))]
     lines.append("")
-    for label in ("serving_default", "predict_codes"):
-      for items in FLAGS.request_items:
-        group = [
-          n
-          for n in names
-          if ("predict_codes" in n) == (label == "predict_codes") and f", {items} items" in n
-        ]
-        if group:
-          lines.append(
-            f"Target median <= {TARGET_RATIO}x hash at 100 and 1,000 candidates, {label}, "
-            f"{items} items: {verdict(result, group)}."
-          )
+    matches = [f" [{m}]" for m in FLAGS.catalogue_match] if len(FLAGS.catalogue_match) > 1 else [""]
+    for label, match, items in itertools.product(
+      ("serving_default", "predict_codes"), matches, FLAGS.request_items
+    ):
+      group = [
+        n
+        for n in names
+        if ("predict_codes" in n) == (label == "predict_codes")
+        and f", {items} items" in n
+        and match in n
+      ]
+      if group:
+        lines.append(
+          f"Target median <= {TARGET_RATIO}x hash at 100 and 1,000 candidates, {label}{match}, "
+          f"{items} items: {verdict(result, group)}."
+        )
     sizes = result.get("export_bytes", {})
     lines += [
       "",
@@ -598,6 +623,12 @@ def main(argv):
     raise app.UsageError(
       f"--repetitions must be positive and --warmup non-negative. Received: "
       f"{FLAGS.repetitions}, {FLAGS.warmup}"
+    )
+  unknown = sorted(set(FLAGS.catalogue_match) - set(catalogue_cache.MATCHES))
+  if unknown or not FLAGS.catalogue_match:
+    raise app.UsageError(
+      f"--catalogue_match must name one or more of {sorted(catalogue_cache.MATCHES)}. "
+      f"Received: --catalogue_match={','.join(FLAGS.catalogue_match)}"
     )
   if FLAGS.head_tree and not os.path.isdir(os.path.join(FLAGS.head_tree, "features")):
     raise app.UsageError(f"--head_tree={FLAGS.head_tree!r} is not a checkout of this project")

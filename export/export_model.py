@@ -46,7 +46,7 @@ from absl import app, flags
 
 from export import contract_check, serving_assets, signatures
 from features import feature_spec, io_utils, user_files
-from model import sid_item
+from model import catalogue_cache, sid_item
 from model import user_tower as user_tower_lib
 from trainers import cli, job_flags, ranker_training
 
@@ -78,6 +78,11 @@ class ExportConfig:
       the graph (`model.sid_item.cache_catalogue`): a served content embedding equal to one of
       them skips the nearest-code search and the tokenizer. Needs a `trainers.train_ranker`
       folder with a semantic-ID part. Defaults to None (no cache).
+    catalogue_match: How a served row is matched to a cached one (`model.catalogue_cache.
+      MATCHES`): "fingerprint" (64-bit FarmHash of the row, 8 bytes per item in the export; a
+      row outside the catalogue is taken for one with probability about N * 2^-128, at most
+      2^-64) or "exact" (the whole row: never a wrong hit, N * D * 4 bytes, slower). Defaults to
+      "fingerprint".
   """
 
   model_name: str = "ranker"
@@ -88,8 +93,14 @@ class ExportConfig:
   num_versions: int = 1
   tolerance: float = 1e-5
   catalogue_embeddings: str | None = None
+  catalogue_match: str = catalogue_cache.DEFAULT_MATCH
 
   def __post_init__(self):
+    if self.catalogue_match not in catalogue_cache.MATCHES:
+      raise ValueError(
+        f"`catalogue_match` must be one of {sorted(catalogue_cache.MATCHES)}. "
+        f"Received: catalogue_match={self.catalogue_match!r}"
+      )
     if not is_path_component(self.model_name):
       raise ValueError(
         f"`model_name` must be a plain name, {PATH_COMPONENT_RULE}. "
@@ -244,7 +255,9 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
     keras_ranker = ranker_training.load_ranker(ranker_dir)
     dim = ranker_training.content_dim(ranker_dir)
     if config.catalogue_embeddings:
-      catalogue_check = attach_catalogue(keras_ranker, dim, config.catalogue_embeddings)
+      catalogue_check = attach_catalogue(
+        keras_ranker, dim, config.catalogue_embeddings, config.catalogue_match
+      )
     module = keras_serving_module(keras_ranker, dim, config.max_batch_size)
     reference = lambda **inputs: keras_ranker(inputs, training=False)  # noqa: E731
   elif config.catalogue_embeddings:
@@ -296,7 +309,9 @@ def export(ranker_dir: str, output_dir: str, config: ExportConfig | None = None)
   return final
 
 
-def attach_catalogue(ranker, content_dim: int, path: str):
+def attach_catalogue(
+  ranker, content_dim: int, path: str, match: str = catalogue_cache.DEFAULT_MATCH
+):
   """Caches the catalogue of the embeddings file `path` in `ranker`'s SID layers (before the
   export is traced); returns (inputs, outputs) of the ranker WITHOUT the cache on a request of
   catalogue rows, which the export must reproduce through its cache (`_verify`).
@@ -321,7 +336,7 @@ def attach_catalogue(ranker, content_dim: int, path: str):
       inputs[key] = embeddings[rng.integers(0, len(embeddings), size=inputs[key].shape[:-1])]
   inputs = {k: tf.constant(v) for k, v in inputs.items()}
   expected = ranker(inputs, training=False)
-  sid_item.cache_catalogue(ranker.item_representation, embeddings)
+  sid_item.cache_catalogue(ranker.item_representation, embeddings, match=match)
   return inputs, expected
 
 
@@ -387,6 +402,14 @@ def define_flags() -> None:
     "train_ranker folder with a semantic-ID part.",
   )
   flags.DEFINE_enum(
+    "catalogue_match",
+    catalogue_cache.DEFAULT_MATCH,
+    sorted(catalogue_cache.MATCHES),
+    "With --catalogue_embeddings: match served rows to cached ones by a 64-bit FarmHash of the "
+    "row (fingerprint: 8 bytes per item; a wrong hit has probability about N * 2^-128) or by "
+    "the whole row (exact: never wrong, N * D * 4 bytes, slower).",
+  )
+  flags.DEFINE_enum(
     "check",
     "python",
     ["none", "python", "full"],
@@ -399,6 +422,11 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if not FLAGS.ranker_dir or not FLAGS.output_dir:
     raise app.UsageError("--ranker_dir and --output_dir are required")
+  if FLAGS["catalogue_match"].present and not FLAGS.catalogue_embeddings:
+    raise app.UsageError(
+      "--catalogue_match applies only with --catalogue_embeddings. Received: "
+      f"--catalogue_match={FLAGS.catalogue_match} without --catalogue_embeddings"
+    )
   if not is_path_component(FLAGS.model_name):
     raise app.UsageError(
       f"--model_name must be {PATH_COMPONENT_RULE}. Received: --model_name={FLAGS.model_name!r}"
@@ -417,6 +445,7 @@ def main(argv):
     warmup_batch_sizes=warmup,
     server_base_path=FLAGS.server_base_path,
     catalogue_embeddings=FLAGS.catalogue_embeddings,
+    catalogue_match=FLAGS.catalogue_match,
   )
   export_dir = export(FLAGS.ranker_dir, FLAGS.output_dir, config)
   loaded = tf.saved_model.load(export_dir)

@@ -1,4 +1,4 @@
-"""Known catalogue items' subword tokens inside the serving graph, found by an exact row match.
+"""Known catalogue items' subword tokens inside the serving graph, found by a row match.
 
 The RQ-VAE is frozen and the tokenizers are deterministic, so once the catalogue is known (at export
 time) every catalogue item's SID and subword tokens are fixed. A `CatalogueCache` holds them as
@@ -7,21 +7,31 @@ its tokens from one table lookup and two gathers instead of the nearest-code sea
 tokenizer); any other row goes through the encoder and tokenizer as before, and only those rows.
 
 Lookup of a batch of rows (float32 content embeddings [B, D] or integer codes [B, L]), per row:
-  1. fingerprint: the row's 32-bit words (float32 bit patterns; integers modulo 2^32) times two
-     fixed columns of odd int32 multipliers, summed modulo 2^32 (one int32 `MatMul`, about half
-     the time of an int64 one), the two sums read as one int64 (`Bitcast`, in the machine's byte
-     order, as NumPy's `view` at export: an export served on a machine of the other byte order
-     only misses);
-  2. fingerprint -> catalogue row index, a `tf.lookup.StaticHashTable` (a tracked resource);
-  3. collision guard: the stored catalogue row at that index must have the same int64 words (two
-     float32 bit patterns per word; integers widened exactly), so a fingerprint collision can only
-     turn a hit into a miss, never into wrong tokens. The table keeps the first catalogue row of
-     each fingerprint: a duplicate row finds it (same tokens), a different row that collides with
-     it always misses.
+  1. key: the row's 32-bit words (float32 bit patterns; integers modulo 2^32) times two fixed
+     columns of odd int32 multipliers, summed modulo 2^32 (one int32 `MatMul`, about half the time
+     of an int64 one), the two sums read as one int64 (`Bitcast`, in the machine's byte order, as
+     NumPy's `view` at export: an export served on a machine of the other byte order only misses);
+  2. key -> catalogue row index, a `tf.lookup.StaticHashTable` (a tracked resource);
+  3. collision guard, one of two (`MATCHES`):
+     - "exact" (`ExactRowIndex`): the stored catalogue row at that index must have the same int64
+       words (two float32 bit patterns per word; integers widened exactly), so a key collision can
+       only turn a hit into a miss, never into wrong tokens. It reads and compares the whole row
+       (D * 4 bytes per served row) and stores the catalogue's rows in the graph.
+     - "fingerprint" (`FingerprintRowIndex`): the stored 64-bit FarmHash fingerprint of the row's
+       bytes (`tf.fingerprint`) must equal the served row's. The linear key and FarmHash are
+       independent, so a row that is not in the catalogue is taken for one only if both its
+       64-bit key and its 64-bit FarmHash collide with that row's: for rows that are not built to
+       collide, about N * 2^-128 per served row; for rows that collide in the linear key by
+       construction (two sign flips, see below), 2^-64. It reads the row once more (FarmHash)
+       but compares 8 bytes per row, and stores 8 bytes per catalogue row instead of D * 4.
+     The table keeps the first catalogue row of each key: a duplicate row finds it (same tokens), a
+     different row with the same key always misses. (The key is linear: two rows that differ in
+     exactly two sign bits have the same key, since 2 * 2^31 = 0 modulo 2^32.)
 
-Everything is core TF (`Bitcast`, `MatMul`, `LookupTableFindV2`, `GatherV2`, `Equal`, `All`), so
-stock TF Serving loads it; the stored rows are constants of the graph (saved_model.pb grows by the
-catalogue's size: N * D * 4 bytes for content rows), not weights: checkpoints do not change.
+Everything is core TF (`Bitcast`, `MatMul`, `LookupTableFindV2`, `GatherV2`, `Equal`, `All`,
+`Fingerprint`), so stock TF Serving loads it; the stored data are constants of the graph
+(saved_model.pb grows by N * D * 4 bytes for exact content rows, N * 8 for fingerprints), not
+weights: checkpoints do not change.
 """
 
 from typing import Callable, Optional, Tuple
@@ -113,14 +123,13 @@ class ExactRowIndex(tf.Module):
       )
     if rows.dtype != np.float32 and not np.issubdtype(rows.dtype, np.integer):
       raise ValueError(f"`rows` must be float32 or integers. Received: dtype={rows.dtype}")
-    row_words = numpy_words(rows)
     keys = numpy_fingerprints(rows)
     _, first = np.unique(keys, return_index=True)  # One row per fingerprint (module docstring).
     first = np.sort(first)
     self.width = rows.shape[1]
     self.dtype = tf.as_dtype(rows.dtype)
     self.num_rows = len(first)
-    self.words = tf.constant(row_words[first])
+    self.guard = tf.constant(self.guard_of_rows(rows[first]))
     self.values = tf.constant(values[first])
     self.factors = tf.constant(multipliers(self.width).view(np.int32))
     self.table = tf.lookup.StaticHashTable(
@@ -131,19 +140,64 @@ class ExactRowIndex(tf.Module):
       name=f"{name}_table",
     )
 
+  match = "exact"
+
+  @staticmethod
+  def guard_of_rows(rows: np.ndarray) -> np.ndarray:
+    """What the guard stores per catalogue row: its int64 words [N, W] (`numpy_words`)."""
+    return numpy_words(rows)
+
+  def same(self, stored: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+    """bool[B]: the served rows `inputs` pass the guard of the gathered `stored` guard rows."""
+    return tf.reduce_all(tf.equal(stored, words(inputs)), axis=1)
+
   def find(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
-    """`(hit bool[B], row int64[B])`: the stored row equal to each input (any row where `hit`
+    """`(hit bool[B], row int64[B])`: the stored row matching each input (any row where `hit`
     is False). Rows index `values` and anything else aligned with them (`SidItem`'s vectors)."""
     with tf.name_scope(self.name):
       found = self.table.lookup(fingerprints(inputs, self.factors))
       row = tf.maximum(found, 0)
-      same = tf.reduce_all(tf.equal(tf.gather(self.words, row), words(inputs)), axis=1)
+      same = self.same(tf.gather(self.guard, row), inputs)
       return tf.logical_and(found >= 0, same), row
 
   def __call__(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     hit, row = self.find(inputs)
     with tf.name_scope(self.name):
       return hit, tf.gather(self.values, row)
+
+
+class FingerprintRowIndex(ExactRowIndex):
+  """`ExactRowIndex` whose guard compares 64-bit FarmHash fingerprints of the rows' bytes
+  (`tf.fingerprint`) instead of the rows (the "fingerprint" match of the module docstring: a row
+  outside the catalogue hits with probability about N * 2^-128, at most 2^-64). Same arguments,
+  call and results, for float32 rows only (content embeddings: integer SIDs are short, and the
+  exact guard reads them as cheaply).
+
+  Raises:
+    ValueError: as `ExactRowIndex`, and if `rows` are not float32.
+  """
+
+  match = "fingerprint"
+
+  def __init__(self, rows: np.ndarray, values: np.ndarray, name: str = "fingerprint_row_index"):
+    if np.asarray(rows).dtype != np.float32:
+      raise ValueError(
+        f"A FingerprintRowIndex takes float32 rows. Received: dtype={np.asarray(rows).dtype}"
+      )
+    super().__init__(rows, values, name=name)
+
+  @staticmethod
+  def guard_of_rows(rows: np.ndarray) -> np.ndarray:
+    """uint8[N, 8]: each row's `tf.fingerprint` (the same op the graph runs on served rows)."""
+    return tf.fingerprint(tf.constant(rows)).numpy()
+
+  def same(self, stored: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+    served = tf.fingerprint(inputs)
+    return tf.equal(tf.bitcast(stored, tf.int64), tf.bitcast(served, tf.int64))
+
+
+MATCHES = {index.match: index for index in (ExactRowIndex, FingerprintRowIndex)}
+DEFAULT_MATCH = "fingerprint"
 
 
 def merge_misses(
@@ -172,14 +226,19 @@ class CatalogueCache(tf.Module):
     vector_dim: int. Width of the float32 vector an export also stores per cached row (the
       pooled item vector, `model.sid_item.frozen_vectors`); counted in the size limit. Defaults
       to 0.
+    match: str. The content index's guard, a key of `MATCHES` (module docstring): "fingerprint"
+      (FarmHash, 8 bytes per row; the default) or "exact" (the whole row). The SID index is
+      always exact.
     name: str. Module name.
 
   Attributes:
-    content_index, codes_index: `ExactRowIndex` or None.
+    content_index: `MATCHES[match]` or None.
+    codes_index: `ExactRowIndex` or None.
+    match: str. The content index's guard.
 
   Raises:
-    ValueError: if neither index is given, rows and tokens disagree, or the stored rows would
-      exceed `MAX_CACHED_BYTES`.
+    ValueError: if neither index is given, rows and tokens disagree, `match` is unknown, or the
+      stored rows would exceed `MAX_CACHED_BYTES`.
   """
 
   def __init__(
@@ -189,19 +248,26 @@ class CatalogueCache(tf.Module):
     codes: Optional[np.ndarray] = None,
     code_tokens: Optional[np.ndarray] = None,
     vector_dim: int = 0,
+    match: str = DEFAULT_MATCH,
     name: str = "catalogue_cache",
   ):
     super().__init__(name=name)
     pairs = {"content_index": (embeddings, embedding_tokens), "codes_index": (codes, code_tokens)}
     if all(rows is None for rows, _ in pairs.values()):
       raise ValueError("A CatalogueCache needs `embeddings`, `codes` or both. Received neither.")
+    if match not in MATCHES:
+      raise ValueError(f"`match` must be one of {sorted(MATCHES)}. Received: match={match!r}")
+    classes = {"content_index": MATCHES[match], "codes_index": ExactRowIndex}
+    self.match = match
     total = 0
-    for rows, tokens in pairs.values():
+    for kind, (rows, tokens) in pairs.items():
       if (rows is None) != (tokens is None):
         raise ValueError("Each of `embeddings` and `codes` needs its tokens, and only then.")
       if rows is not None:
-        total += np.asarray(rows).nbytes + np.asarray(tokens).size * 4
-        total += len(rows) * int(vector_dim) * 4
+        width = np.asarray(rows).shape[1] * (4 if kind == "content_index" else 8)  # `words`.
+        guard = 8 if classes[kind] is FingerprintRowIndex else width
+        total += len(rows) * (8 + 8 + guard + int(vector_dim) * 4)  # Key, row id, guard, vector.
+        total += np.asarray(tokens).size * 4
     if total > MAX_CACHED_BYTES:
       raise ValueError(
         f"The catalogue cache would hold {total / 2**20:.0f} MiB of graph constants; at most "
@@ -211,7 +277,7 @@ class CatalogueCache(tf.Module):
       index = None
       if rows is not None:
         rows = np.asarray(rows, np.float32 if kind == "content_index" else np.int32)
-        index = ExactRowIndex(rows, _narrow(np.asarray(tokens, np.int64)), name=kind)
+        index = classes[kind](rows, _narrow(np.asarray(tokens, np.int64)), name=kind)
       setattr(self, kind, index)
 
   def tokens(

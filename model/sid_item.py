@@ -32,9 +32,10 @@ paper's scale (2048^8 SIDs) the tokenizer runs.
 
 A known catalogue can be cached in the graph too (`cache_catalogue`, for an export; off by
 default): a `model.catalogue_cache.CatalogueCache` maps each catalogue item's content embedding
-(and, for an untabulated SID space, its SID) to its tokens by an exact row match, so a catalogue
-item skips the nearest-code search (and the tokenizer); other rows, and only those, take the path
-above. Like `sid_input` it is a runtime choice, not part of the config or the checkpoint.
+(and, for an untabulated SID space, its SID) to its tokens by a row match (a FarmHash fingerprint
+by default, or the exact row; SIDs always exactly), so a catalogue item skips the nearest-code
+search (and the tokenizer); other rows, and only those, take the path above. Like `sid_input` it
+is a runtime choice, not part of the config or the checkpoint.
 """
 
 import contextlib
@@ -338,6 +339,7 @@ class SidItem(item_representation.ItemRepresentation):
     embeddings: Optional[np.ndarray] = None,
     codes: Optional[np.ndarray] = None,
     batch_size: int = 4096,
+    match: str = catalogue_cache_lib.DEFAULT_MATCH,
   ) -> Optional[catalogue_cache_lib.CatalogueCache]:
     """Caches known items' tokens in the graph (see the module docstring); no arguments clear it.
 
@@ -348,6 +350,9 @@ class SidItem(item_representation.ItemRepresentation):
       codes: Optional int[M, L]. More SIDs for the `codes` input (`predict_codes`), beside the
         embeddings' own; used only when the SID space is not tabulated (`token_table` is None).
       batch_size: int. Rows per encoding batch. Defaults to 4096.
+      match: str. How a served content embedding is matched to a catalogue row
+        (`catalogue_cache.MATCHES`): "fingerprint" (a 64-bit FarmHash of the row, 8 bytes per
+        item; the default) or "exact" (the whole row, N * D * 4 bytes).
 
     Returns:
       The `CatalogueCache` now in use, or None when there is nothing to cache.
@@ -370,7 +375,9 @@ class SidItem(item_representation.ItemRepresentation):
     if self.token_table is None and code_rows:  # A token table is exact for every SID already.
       cache["codes"], cache["code_tokens"] = np.concatenate(code_rows), np.concatenate(code_tokens)
     self.catalogue_cache = (
-      catalogue_cache_lib.CatalogueCache(**cache, vector_dim=self.embedding_dim) if cache else None
+      catalogue_cache_lib.CatalogueCache(**cache, vector_dim=self.embedding_dim, match=match)
+      if cache
+      else None
     )
     return self.catalogue_cache
 
@@ -562,6 +569,7 @@ def cache_catalogue(
   representation: Optional[tf.Module],
   embeddings: Optional[np.ndarray] = None,
   codes: Optional[np.ndarray] = None,
+  match: str = catalogue_cache_lib.DEFAULT_MATCH,
 ) -> List[catalogue_cache_lib.CatalogueCache]:
   """`SidItem.cache_catalogue` on every `SidItem` in `representation` (no arguments clear the
   caches); returns the caches now in use. Call it before tracing an export
@@ -571,5 +579,7 @@ def cache_catalogue(
     sid_item.cache_catalogue(ranker.item_representation, dataset.embeddings)
     module = export_model.keras_serving_module(ranker, dataset.embedding_dim, 10_000)
   """
-  caches = [layer.cache_catalogue(embeddings, codes) for layer in sid_items(representation)]
+  caches = [
+    layer.cache_catalogue(embeddings, codes, match=match) for layer in sid_items(representation)
+  ]
   return [cache for cache in caches if cache is not None]

@@ -51,6 +51,12 @@ FLAG_PROBES = (
     "--learning_rate and --beta must be finite. Received: --learning_rate=nan",
   ),
   (
+    "export.export_model",
+    ("--ranker_dir=/tmp/never", "--output_dir=/tmp/never_out", "--catalogue_match=exact"),
+    "--catalogue_match applies only with --catalogue_embeddings. Received: "
+    "--catalogue_match=exact without --catalogue_embeddings",
+  ),
+  (
     "trainers.train_spm",
     ("--sids=x.npz", "--vocab_size=100", "--output=y.model", "--max_piece_length=0"),
     "--max_piece_length must be positive (or unset for L). Received: --max_piece_length=0",

@@ -111,6 +111,8 @@ class ExportModelTest(TestCase):
       export_model.export(self.get_temp_dir(), os.path.join(self.get_temp_dir(), "out"))
     with self.assertRaisesRegex(ValueError, "version=0"):
       export_model.ExportConfig(version=0)
+    with self.assertRaisesRegex(ValueError, "catalogue_match='id'"):
+      export_model.ExportConfig(catalogue_match="id")
     with self.assertRaisesRegex(ValueError, "warmup_batch_sizes"):
       export_model.ExportConfig(max_batch_size=10, warmup_batch_sizes=(100,))
     for name in ("a/b", "..", ".", "", "a\\b", "../x"):

@@ -2,6 +2,7 @@
 giving the uncached tokens and vectors on catalogue, new and mixed rows (also after a SavedModel
 round trip)."""
 
+import itertools
 import os
 from unittest import mock
 
@@ -167,8 +168,71 @@ class ExactRowIndexTest(base.TestCase):
         catalogue_cache.CatalogueCache(np.zeros((2, 3), np.float32), np.zeros((2, 1), np.int64))
 
 
+class FingerprintRowIndexTest(base.TestCase):
+  """The "fingerprint" guard: FarmHash of the row's bytes instead of the row."""
+
+  def test_hits_catalogue_rows_and_misses_others(self):
+    rows = _rows(20, seed=1)
+    index = catalogue_cache.FingerprintRowIndex(rows, np.arange(20) * 10)
+    queries = np.concatenate([rows[[4, 0, 19]], _rows(2, seed=2), -rows[:1]])
+    hit, values = index(tf.constant(queries))
+    self.assertAllEqual(hit, [True, True, True, False, False, False])
+    self.assertAllEqual(values[:3], [40, 0, 190])
+    self.assertEqual(index.guard.dtype, tf.uint8)  # 8 bytes per row, not the row.
+    self.assertEqual(index.guard.shape, (20, 8))
+
+  def test_guard_is_the_fingerprint_op_of_each_row(self):
+    rows = _rows(5, seed=1)
+    index = catalogue_cache.FingerprintRowIndex(rows, np.arange(5))
+    self.assertAllEqual(
+      index.guard, tf.stack([tf.fingerprint(rows[i : i + 1])[0] for i in range(5)])
+    )
+
+  def test_zero_signs_and_nans_match_bit_for_bit(self):
+    rows = np.array([[0.0, 1.0], [np.nan, 2.0]], np.float32)
+    index = catalogue_cache.FingerprintRowIndex(rows, np.array([7, 8]))
+    queries = np.array([[0.0, 1.0], [-0.0, 1.0], [np.nan, 2.0], [np.nan, 3.0]], np.float32)
+    self.assertAllEqual(index(tf.constant(queries))[0], [True, False, True, False])
+
+  def test_guard_rejects_two_sign_flips_that_share_the_linear_key(self):
+    # Each sign bit adds 2^31 * (odd) = 2^31 modulo 2^32 to both sums: two flips add 0.
+    row = _rows(1, seed=4)
+    twin = row * np.array([[-1, 1, -1, 1, 1, 1]], np.float32)
+    self.assertEqual(
+      catalogue_cache.numpy_fingerprints(row)[0], catalogue_cache.numpy_fingerprints(twin)[0]
+    )
+    for rows, expected in ((row, [True, False]), (np.concatenate([row, twin]), [True, False])):
+      index = catalogue_cache.FingerprintRowIndex(rows, np.arange(len(rows)))
+      self.assertEqual(index.num_rows, 1)  # The first row of a key stays; the twin misses.
+      hit, values = index(tf.constant(np.concatenate([row, twin])))
+      self.assertAllEqual(hit, expected)
+      self.assertEqual(int(values[0]), 0)
+
+  def test_cache_chooses_the_guard_and_counts_its_bytes(self):
+    rows, tokens = _rows(100, seed=1), np.zeros((100, 2), np.int64)
+    codes = np.arange(300).reshape(100, 3)
+    default = catalogue_cache.CatalogueCache(rows, tokens, codes, tokens)
+    self.assertEqual(default.match, "fingerprint")
+    self.assertIsInstance(default.content_index, catalogue_cache.FingerprintRowIndex)
+    self.assertIs(type(default.codes_index), catalogue_cache.ExactRowIndex)  # SIDs: exact.
+    exact = catalogue_cache.CatalogueCache(rows, tokens, match="exact")
+    self.assertIs(type(exact.content_index), catalogue_cache.ExactRowIndex)
+    # Per content row: key 8 + row id 8 + tokens 2 * 4, and the guard: 8 (fingerprint) or
+    # D * 4 = 24 (exact): 3200 and 4800 bytes for 100 rows.
+    with mock.patch.object(catalogue_cache, "MAX_CACHED_BYTES", 3200):
+      catalogue_cache.CatalogueCache(rows, tokens)
+      with self.assertRaisesRegex(ValueError, "MiB of graph constants"):
+        catalogue_cache.CatalogueCache(rows, tokens, match="exact")
+
+  def test_bad_arguments(self):
+    with self.assertRaisesRegex(ValueError, "takes float32 rows. Received: dtype=int64"):
+      catalogue_cache.FingerprintRowIndex(np.zeros((2, 3), np.int64), np.zeros(2))
+    with self.assertRaisesRegex(ValueError, r"`match` must be one of \['exact', 'fingerprint'\]"):
+      catalogue_cache.CatalogueCache(np.zeros((2, 3), np.float32), np.zeros((2, 1)), match="id")
+
+
 class CachedSidItemTest(base.TestCase):
-  def _check_same(self, layer, catalogue, label):
+  def _check_same(self, layer, catalogue, label, match=catalogue_cache.DEFAULT_MATCH):
     uncached = {
       name: (layer.tokens(tf.constant(rows)), layer({"content_embedding": rows}))
       for name, rows in _batches(catalogue).items()
@@ -177,7 +241,7 @@ class CachedSidItemTest(base.TestCase):
       name: layer.tokens_of_codes(layer.codes(tf.constant(rows)))
       for name, rows in _batches(catalogue).items()
     }
-    layer.cache_catalogue(catalogue)
+    layer.cache_catalogue(catalogue, match=match)
     for name, rows in _batches(catalogue).items():
       with self.subTest(f"{label}_{name}"):
         tokens, vectors = uncached[name]
@@ -190,11 +254,12 @@ class CachedSidItemTest(base.TestCase):
 
   def test_cached_path_equals_uncached_path(self):
     catalogue = _rows(60, seed=3)
-    for name, layer in _items().items():
-      with self.subTest(name):
+    for (name, layer), match in itertools.product(_items().items(), catalogue_cache.MATCHES):
+      with self.subTest(name=name, match=match):
         layer({"content_embedding": catalogue[:2]})  # Builds the table.
-        self._check_same(layer, catalogue, name)
+        self._check_same(layer, catalogue, f"{name}_{match}", match)
         cache = layer.catalogue_cache
+        self.assertEqual(cache.match, match)
         self.assertEqual(cache.content_index.num_rows, 60)
         if name == "tabulated_unigram":
           self.assertIsNone(cache.codes_index)  # The token table serves every SID already.
@@ -224,8 +289,10 @@ class CachedSidItemTest(base.TestCase):
     expected = layer.tokens(tf.constant(np.concatenate([row, twin])))
     self.assertNotAllEqual(expected[0], expected[1])
     with mock.patch.object(catalogue_cache, "multipliers", ones):
-      for catalogue in (row, np.concatenate([row, twin])):
-        cache = layer.cache_catalogue(catalogue)
+      for catalogue, match in itertools.product(
+        (row, np.concatenate([row, twin])), catalogue_cache.MATCHES
+      ):
+        cache = layer.cache_catalogue(catalogue, match=match)
         hit, _ = cache.content_index(tf.constant(np.concatenate([row, twin])))
         self.assertAllEqual(hit, [True, False])
         self.assertAllEqual(layer.tokens(tf.constant(np.concatenate([row, twin]))), expected)
