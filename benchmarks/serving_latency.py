@@ -38,7 +38,8 @@ Usage:
   nice python -m benchmarks.serving_latency --suite=profile --output_dir=runs/serving_latency
   (each with --head_tree=DIR for the previous code's SPM export in the same run)
 
-Writes <suite>.json and <suite>.md under --output_dir.
+Writes <suite>.json, <suite>.md and <suite>.png (the ratios to hash, or the profile, as a figure)
+under --output_dir.
 """
 
 import itertools  # noqa: I001  (project packages before TensorFlow: they select Keras 2)
@@ -50,6 +51,7 @@ import subprocess
 import sys
 import time
 
+from benchmarks import latency_figures
 from export import export_model, serving_assets, signatures
 from features import feature_spec, io_utils, spm_training
 from model import ranker as ranker_lib
@@ -510,10 +512,6 @@ def run_profile(work: str) -> dict:
 # Reports.
 
 
-def _hash_of(name: str) -> str:
-  return "hash (" + name.split("(", 1)[1]
-
-
 def latency_markdown(result: dict) -> list:
   sizes = [int(c) for c in FLAGS.candidates]
   header = "| export | " + " | ".join(f"{c} cand. median / p99 ms (x hash)" for c in sizes)
@@ -524,7 +522,7 @@ def latency_markdown(result: dict) -> list:
     parts, cpu = [], []
     for c in sizes:
       cell = cells[c]
-      base = latency.get(_hash_of(name), {}).get(c)
+      base = latency.get(latency_figures.hash_row(name), {}).get(c)
       ratio = f" ({cell['median_ms'] / base['median_ms']:.2f}x)" if base else ""
       parts.append(f"{cell['median_ms']:.2f} / {cell['p99_ms']:.2f}{ratio}")
       cpu_ratio = f" ({cell['cpu_median_ms'] / base['cpu_median_ms']:.2f}x)" if base else ""
@@ -537,7 +535,7 @@ def verdict(result: dict, names) -> str:
   latency, failed = result["latency"], []
   for name in names:
     for c in (100, 1000):
-      base = latency.get(_hash_of(name), {}).get(c)
+      base = latency.get(latency_figures.hash_row(name), {}).get(c)
       if (
         base
         and c in latency[name]
@@ -648,8 +646,9 @@ def main(argv):
   text = markdown(FLAGS.suite, result)
   io_utils.write_json(base + ".json", json.loads(json.dumps(result, default=str)))
   io_utils.write_text(base + ".md", text)
+  latency_figures.plot(FLAGS.suite, result, base + ".png", TARGET_RATIO)
   print(text)
-  print(f"wrote {base}.json and {base}.md")
+  print(f"wrote {base}.json, {base}.md and {base}.png")
 
 
 if __name__ == "__main__":
