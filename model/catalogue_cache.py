@@ -147,6 +147,12 @@ class ExactRowIndex(tf.Module):
     """What the guard stores per catalogue row: its int64 words [N, W] (`numpy_words`)."""
     return numpy_words(rows)
 
+  @staticmethod
+  def guard_bytes(rows: np.ndarray) -> int:
+    """Bytes `guard_of_rows` stores per row of `rows` [N, D], without computing it."""
+    width = rows.shape[1]
+    return 8 * (width // 2 if rows.dtype == np.float32 and width % 2 == 0 else width)
+
   def same(self, stored: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
     """bool[B]: the served rows `inputs` pass the guard of the gathered `stored` guard rows."""
     return tf.reduce_all(tf.equal(stored, words(inputs)), axis=1)
@@ -190,6 +196,11 @@ class FingerprintRowIndex(ExactRowIndex):
   def guard_of_rows(rows: np.ndarray) -> np.ndarray:
     """uint8[N, 8]: each row's `tf.fingerprint` (the same op the graph runs on served rows)."""
     return tf.fingerprint(tf.constant(rows)).numpy()
+
+  @staticmethod
+  def guard_bytes(rows: np.ndarray) -> int:
+    del rows  # One 64-bit fingerprint per row, whatever its width.
+    return 8
 
   def same(self, stored: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
     served = tf.fingerprint(inputs)
@@ -259,25 +270,24 @@ class CatalogueCache(tf.Module):
       raise ValueError(f"`match` must be one of {sorted(MATCHES)}. Received: match={match!r}")
     classes = {"content_index": MATCHES[match], "codes_index": ExactRowIndex}
     self.match = match
-    total = 0
+    given, total = {}, 0
     for kind, (rows, tokens) in pairs.items():
       if (rows is None) != (tokens is None):
         raise ValueError("Each of `embeddings` and `codes` needs its tokens, and only then.")
       if rows is not None:
-        width = np.asarray(rows).shape[1] * (4 if kind == "content_index" else 8)  # `words`.
-        guard = 8 if classes[kind] is FingerprintRowIndex else width
-        total += len(rows) * (8 + 8 + guard + int(vector_dim) * 4)  # Key, row id, guard, vector.
-        total += np.asarray(tokens).size * 4
+        rows = np.asarray(rows, np.float32 if kind == "content_index" else np.int32)
+        tokens = np.asarray(tokens, np.int64)
+        per_row = 8 + 8 + classes[kind].guard_bytes(rows) + int(vector_dim) * 4
+        total += len(rows) * per_row + tokens.size * 4  # Key, row id, guard, vector; tokens.
+        given[kind] = rows, tokens
     if total > MAX_CACHED_BYTES:
       raise ValueError(
         f"The catalogue cache would hold {total / 2**20:.0f} MiB of graph constants; at most "
         f"{MAX_CACHED_BYTES / 2**20:.0f} MiB fit a SavedModel. Cache fewer items."
       )
-    for kind, (rows, tokens) in pairs.items():
-      index = None
-      if rows is not None:
-        rows = np.asarray(rows, np.float32 if kind == "content_index" else np.int32)
-        index = classes[kind](rows, _narrow(np.asarray(tokens, np.int64)), name=kind)
+    for kind in pairs:
+      rows, tokens = given.get(kind, (None, None))
+      index = None if rows is None else classes[kind](rows, _narrow(tokens), name=kind)
       setattr(self, kind, index)
 
   def tokens(
