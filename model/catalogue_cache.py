@@ -215,14 +215,19 @@ def merge_misses(
   hit: tf.Tensor, cached: tf.Tensor, inputs: tf.Tensor, compute: Callable[[tf.Tensor], tf.Tensor]
 ) -> tf.Tensor:
   """`cached` [B, ...] with the rows where `hit` [B] is False replaced by `compute` of those rows
-  of `inputs` only; `compute` does not run when every row hits."""
+  of `inputs` only. Every row a hit: `compute` does not run; no row a hit (a request of new
+  items): it runs on `inputs` as they are, with nothing gathered or scattered; otherwise on the
+  gathered misses (`GatherV2` of whole rows), scattered back over `cached`."""
 
-  def with_misses():
-    misses = tf.where(tf.logical_not(hit))
-    fresh = compute(tf.gather_nd(inputs, misses))
-    return tf.tensor_scatter_nd_update(cached, misses, tf.cast(fresh, cached.dtype))
+  def some_misses():
+    misses = tf.where(tf.logical_not(hit))[:, 0]
+    fresh = compute(tf.gather(inputs, misses))
+    return tf.tensor_scatter_nd_update(cached, misses[:, None], tf.cast(fresh, cached.dtype))
 
-  return tf.cond(tf.reduce_all(hit), lambda: tf.identity(cached), with_misses)
+  def misses():
+    return tf.cond(tf.reduce_any(hit), some_misses, lambda: tf.cast(compute(inputs), cached.dtype))
+
+  return tf.cond(tf.reduce_all(hit), lambda: tf.identity(cached), misses)
 
 
 class CatalogueCache(tf.Module):

@@ -155,6 +155,26 @@ class ExactRowIndexTest(base.TestCase):
     everything = catalogue_cache.merge_misses(tf.constant([True] * 4), cached, inputs, compute)
     self.assertAllEqual(everything, cached)
     self.assertEqual(seen, [2])  # Not called when every row hits.
+    nothing = catalogue_cache.merge_misses(tf.constant([False] * 4), cached, inputs, compute)
+    self.assertAllEqual(nothing, [[100], [200], [300], [400]])
+    self.assertEqual(seen, [2, 4])  # Every row, once, when none hits.
+
+  def test_merge_misses_in_a_graph_takes_the_branch_of_the_request(self):
+    compute = lambda rows: rows * 100  # noqa: E731
+    merge = tf.function(
+      lambda hit, cached, inputs: catalogue_cache.merge_misses(hit, cached, inputs, compute)
+    )
+    cached = tf.constant([10.0, -1.0, 30.0])
+    inputs = tf.constant([1.0, 2.0, 3.0])
+    for hit, want in (
+      ([True, True, True], [10.0, -1.0, 30.0]),
+      ([False, False, False], [100.0, 200.0, 300.0]),
+      ([False, True, False], [100.0, -1.0, 300.0]),
+    ):
+      with self.subTest(hit=hit):
+        self.assertAllEqual(merge(tf.constant(hit), cached, inputs), want)
+    empty = merge(tf.zeros([0], tf.bool), tf.zeros([0]), tf.zeros([0]))
+    self.assertEqual(empty.shape, (0,))
 
   def test_bad_arguments(self):
     with self.assertRaisesRegex(ValueError, "`rows` must be"):
