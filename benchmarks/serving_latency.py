@@ -3,8 +3,13 @@ r"""Serving latency per request of the exported rankers, every scheme against ha
 Each ranker is built from the registry (`model.schemes`) with the weights it starts with (latency
 does not depend on their values), wrapped by `export.export_model.keras_serving_module` (the graph
 `export_model.export` writes) and saved; the SavedModel is loaded with `tf.saved_model.load` and a
-signature is called from Python with one user's request: N candidates sharing one user id and
-history. Exports are timed round robin per repetition, so drift on a shared machine hits all alike.
+signature is run with one user's request (N candidates sharing one user id and history) in each
+`--runtime`: `session`, the SavedModel's MetaGraph in a TF1 `Session` and one `Session.run` per
+request, the path `tensorflow_model_server` takes (`tensorflow::LoadSavedModel`, then
+`Session::Run` of the SignatureDef's tensors), and `eager`, `tf.saved_model.load` and a signature
+call from Python (a Python batch job). Exports and runtimes are timed round robin per
+repetition, so drift on a shared machine hits all alike; with several runtimes each row's tag
+reads "(history on, session)".
 Reports median and p99 per request, each scheme's ratio to hash (target: median <= 1.3x at 100
 and 1,000 candidates), and the median CPU time of this process per request (all threads; on a
 machine shared with other jobs it moves much less than the wall clock).
@@ -76,6 +81,13 @@ flags.DEFINE_enum("suite", "experiment", ["experiment", "paper", "profile"], "Wh
 flags.DEFINE_list("schemes", ["hash", "prefix", "unigram", "spm", "hybrid"], "experiment: schemes.")
 flags.DEFINE_list("history", ["on", "off"], "History feature settings to measure.")
 flags.DEFINE_list("candidates", ["1", "100", "1000"], "Candidates per request.")
+flags.DEFINE_list(
+  "runtime",
+  ["session", "eager"],
+  "How requests are run (timed round robin in one run): session (the MetaGraph in a TF1 Session, "
+  "one Session.run per request: what tensorflow_model_server runs) and/or eager "
+  "(tf.saved_model.load and a signature call from Python, as a Python batch job would).",
+)
 flags.DEFINE_integer("repetitions", 150, "Timed requests per export and size.")
 flags.DEFINE_integer("warmup", 15, "Untimed requests per export and size first.")
 flags.DEFINE_integer("table_rows", 4000, "Table budget of every scheme (SPM: its vocabulary).")
@@ -300,38 +312,83 @@ def requests_for(loaded, signature: str, candidates: int, catalogue=None, codes=
   return {name: tf.constant(value) for name, value in inputs.items()}
 
 
+class SessionSignature:
+  """One signature of a SavedModel run as stock TF Serving runs it: the MetaGraph loaded into a
+  TF1 `Session` (what `tensorflow::LoadSavedModel` gives a model server) and one `Session.run`
+  of the SignatureDef's tensors per request, fed NumPy arrays."""
+
+  def __init__(self, export_dir: str, signature: str):
+    self.session = tf.compat.v1.Session(graph=tf.Graph())
+    meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], export_dir)
+    self.signature = meta.signature_def[signature]
+    self.outputs = sorted(self.signature.outputs)
+    self.fetches = [self.signature.outputs[k].name for k in self.outputs]
+
+  def feeds(self, request: dict) -> dict:
+    return {self.signature.inputs[k].name: np.asarray(v) for k, v in request.items()}
+
+  def __call__(self, feeds: dict, **run_kwargs) -> dict:
+    """The outputs {name: ndarray} of one request (`feeds` from `feeds`); `run_kwargs` go to
+    `Session.run` (`options`, `run_metadata`)."""
+    return dict(zip(self.outputs, self.session.run(self.fetches, feeds, **run_kwargs)))
+
+  def close(self) -> None:
+    self.session.close()
+
+
 def time_requests(functions, requests, repetitions: int, warmup: int):
-  """Round-robin timing: per repetition, one call of each function. Returns name -> (wall ms,
-  CPU ms of this process, all threads) arrays."""
+  """Round-robin timing: per repetition, one call of each function on its request (a call returns
+  once the outputs are computed). Returns name -> (wall ms, CPU ms of this process, all threads)
+  arrays."""
   times = {name: ([], []) for name in functions}
   for step in tqdm.trange(warmup + repetitions, leave=False, desc="requests"):
     for name, function in functions.items():
       start, cpu_start = time.perf_counter(), time.process_time()
-      function(**requests[name])["ctr"].numpy()
+      function(requests[name])
       if step >= warmup:
         times[name][0].append((time.perf_counter() - start) * 1e3)
         times[name][1].append((time.process_time() - cpu_start) * 1e3)
   return {name: (np.asarray(wall), np.asarray(cpu)) for name, (wall, cpu) in times.items()}
 
 
+def _caller(runtime: str, loaded, path: str, signature: str):
+  """(call(request), request -> what call takes) of one export's `signature` in `runtime`."""
+  if runtime == "session":
+    session = SessionSignature(path, signature)
+    return session, session.feeds
+  function = loaded.signatures[signature]
+  return (lambda request: function(**request)["ctr"].numpy()), (lambda request: request)
+
+
 def latency_table(exports: dict, setup: SidSetup) -> dict:
   """exports: name -> (export dir, signature, request items: "catalogue" or "new"; catalogue
-  requests draw from `setup`'s catalogue). Returns name -> candidates -> stats."""
+  requests draw from `setup`'s catalogue). Returns "<name>" or, with several `--runtime`s,
+  "<name> (<tag>, <runtime>)" -> candidates -> stats; every runtime's calls are timed round robin
+  in one loop per size, so drift hits every runtime and export alike."""
   loaded = {name: tf.saved_model.load(path) for name, (path, _, _) in exports.items()}
-  functions = {name: loaded[name].signatures[sig] for name, (_, sig, _) in exports.items()}
-  results = {name: {} for name in exports}
+  several = len(FLAGS.runtime) > 1
+  callers = {}
+  for runtime, (name, (path, sig, _)) in itertools.product(FLAGS.runtime, exports.items()):
+    row = f"{name[:-1]}, {runtime})" if several else name
+    callers[row] = (name, *_caller(runtime, loaded[name], path, sig))
+  results = {row: {} for row in callers}
   for candidates in (int(c) for c in FLAGS.candidates):
     requests = {
       name: requests_for(loaded[name], sig, candidates, *_catalogue(setup, items))
       for name, (_, sig, items) in exports.items()
     }
-    times = time_requests(functions, requests, FLAGS.repetitions, FLAGS.warmup)
-    for name, (wall, cpu) in times.items():
-      results[name][candidates] = {
+    functions = {row: call for row, (_, call, _) in callers.items()}
+    fed = {row: prepare(requests[name]) for row, (name, _, prepare) in callers.items()}
+    times = time_requests(functions, fed, FLAGS.repetitions, FLAGS.warmup)
+    for row, (wall, cpu) in times.items():
+      results[row][candidates] = {
         "median_ms": float(np.median(wall)),
         "p99_ms": float(np.percentile(wall, 99)),
         "cpu_median_ms": float(np.median(cpu)),
       }
+  for _, call, _ in callers.values():
+    if isinstance(call, SessionSignature):
+      call.close()
   return results
 
 
@@ -371,25 +428,23 @@ def profile(export_dir: str, signature: str, candidates: int, catalogue=None, co
   request = requests_for(loaded, signature, candidates, catalogue, codes)
   inputs = {k: v.numpy() for k, v in request.items()}
   per_run, walls = [], []
-  with tf.compat.v1.Session(graph=tf.Graph()) as session:
-    meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], export_dir)
-    sig = meta.signature_def[signature]
-    feeds = {sig.inputs[k].name: v for k, v in inputs.items()}
-    fetches = [sig.outputs[k].name for k in sorted(sig.outputs)]
-    for _ in range(5):
-      session.run(fetches, feeds)
-    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-    for _ in range(FLAGS.profile_runs):
-      metadata = tf.compat.v1.RunMetadata()
-      start = time.perf_counter()
-      session.run(fetches, feeds, options=options, run_metadata=metadata)
-      walls.append((time.perf_counter() - start) * 1e3)
-      totals = {}
-      for device in metadata.step_stats.dev_stats:
-        for node in device.node_stats:
-          key = _component(node.node_name)
-          totals[key] = totals.get(key, 0.0) + node.all_end_rel_micros / 1e3
-      per_run.append(totals)
+  session = SessionSignature(export_dir, signature)
+  feeds = session.feeds(inputs)
+  for _ in range(5):
+    session(feeds)
+  options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+  for _ in range(FLAGS.profile_runs):
+    metadata = tf.compat.v1.RunMetadata()
+    start = time.perf_counter()
+    session(feeds, options=options, run_metadata=metadata)
+    walls.append((time.perf_counter() - start) * 1e3)
+    totals = {}
+    for device in metadata.step_stats.dev_stats:
+      for node in device.node_stats:
+        key = _component(node.node_name)
+        totals[key] = totals.get(key, 0.0) + node.all_end_rel_micros / 1e3
+    per_run.append(totals)
+  session.close()
   names = sorted({k for run in per_run for k in run})
   ops = {k: float(np.median([run.get(k, 0.0) for run in per_run])) for k in names}
   return {"wall_ms": float(np.median(walls)), "op_ms": ops}
@@ -560,8 +615,9 @@ def markdown(suite: str, result: dict) -> str:
     names = [n for n in result["latency"] if not n.startswith(("hash", "spm@head"))]
     lines.append("")
     matches = [f" [{m}]" for m in FLAGS.catalogue_match] if len(FLAGS.catalogue_match) > 1 else [""]
-    for label, match, items in itertools.product(
-      ("serving_default", "predict_codes"), matches, FLAGS.request_items
+    runtimes = [f", {r})" for r in FLAGS.runtime] if len(FLAGS.runtime) > 1 else [")"]
+    for runtime, label, match, items in itertools.product(
+      runtimes, ("serving_default", "predict_codes"), matches, FLAGS.request_items
     ):
       group = [
         n
@@ -569,11 +625,13 @@ def markdown(suite: str, result: dict) -> str:
         if ("predict_codes" in n) == (label == "predict_codes")
         and f", {items} items" in n
         and match in n
+        and n.endswith(runtime)
       ]
       if group:
+        where = f" ({runtime[2:-1]})" if len(runtimes) > 1 else ""
         lines.append(
-          f"Target median <= {TARGET_RATIO}x hash at 100 and 1,000 candidates, {label}{match}, "
-          f"{items} items: {verdict(result, group)}."
+          f"Target median <= {TARGET_RATIO}x hash at 100 and 1,000 candidates{where}, "
+          f"{label}{match}, {items} items: {verdict(result, group)}."
         )
     sizes = result.get("export_bytes", {})
     lines += [
@@ -628,6 +686,11 @@ def main(argv):
       f"--catalogue_match must name one or more of {sorted(catalogue_cache.MATCHES)}. "
       f"Received: --catalogue_match={','.join(FLAGS.catalogue_match)}"
     )
+  bad = sorted(set(FLAGS.runtime) - {"session", "eager"})
+  if bad or not FLAGS.runtime:
+    raise app.UsageError(
+      "--runtime must name session, eager or both. Received: --runtime=" + ",".join(FLAGS.runtime)
+    )
   if FLAGS.head_tree and not os.path.isdir(os.path.join(FLAGS.head_tree, "features")):
     raise app.UsageError(f"--head_tree={FLAGS.head_tree!r} is not a checkout of this project")
   work = os.path.join(FLAGS.output_dir, "work")
@@ -639,8 +702,15 @@ def main(argv):
     "cpus": os.cpu_count(),
     "tf": tf.__version__,
   }
+  runtimes = {
+    "session": "session: the SavedModel's MetaGraph in a TF1 Session, one Session.run per request "
+    "(as tensorflow_model_server runs it)",
+    "eager": "eager: tf.saved_model.load + a signature call from Python",
+  }
+  result["runtimes"] = list(FLAGS.runtime)
   result["method"] = (
-    "tf.saved_model.load + signature call from Python, one user per request, exports round robin"
+    "; ".join(runtimes[r] for r in FLAGS.runtime)
+    + "; one user per request, exports and runtimes round robin"
   )
   base = os.path.join(FLAGS.output_dir, FLAGS.suite)
   text = markdown(FLAGS.suite, result)

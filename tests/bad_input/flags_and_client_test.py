@@ -57,6 +57,11 @@ FLAG_PROBES = (
     "--catalogue_match=exact without --catalogue_embeddings",
   ),
   (
+    "benchmarks.serving_latency",
+    ("--output_dir=/tmp/never", "--runtime=session,grpc"),
+    "--runtime must name session, eager or both. Received: --runtime=session,grpc",
+  ),
+  (
     "trainers.train_spm",
     ("--sids=x.npz", "--vocab_size=100", "--output=y.model", "--max_piece_length=0"),
     "--max_piece_length must be positive (or unset for L). Received: --max_piece_length=0",
