@@ -606,8 +606,12 @@ def markdown(suite: str, result: dict) -> str:
     f"# Serving latency: {suite}",
     "",
     f"{result['method']}; history {FLAGS.history_rows} per request; "
-    f"{FLAGS.repetitions} timed requests per cell; "
-    f"{machine['cpus']} CPUs, TF {machine['tf']}; scale {result.get('scale')}.",
+    + (
+      f"{FLAGS.profile_runs} traced requests per case; "
+      if suite == "profile"
+      else f"{FLAGS.repetitions} timed requests per cell; "
+    )
+    + f"{machine['cpus']} CPUs, TF {machine['tf']}; scale {result.get('scale')}.",
     "",
   ]
   if suite in ("experiment", "paper"):
@@ -707,9 +711,12 @@ def main(argv):
     "(as tensorflow_model_server runs it)",
     "eager": "eager: tf.saved_model.load + a signature call from Python",
   }
-  result["runtimes"] = list(FLAGS.runtime)
+  result["runtimes"] = ["session"] if FLAGS.suite == "profile" else list(FLAGS.runtime)
   result["method"] = (
-    "; ".join(runtimes[r] for r in FLAGS.runtime)
+    "session: the SavedModel's MetaGraph in a TF1 Session, step stats of Session.run with "
+    "FULL_TRACE, one user per request"
+    if FLAGS.suite == "profile"
+    else "; ".join(runtimes[r] for r in FLAGS.runtime)
     + "; one user per request, exports and runtimes round robin"
   )
   base = os.path.join(FLAGS.output_dir, FLAGS.suite)
