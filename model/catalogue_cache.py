@@ -94,8 +94,13 @@ def numpy_fingerprints(rows: np.ndarray) -> np.ndarray:
   return sums.view(np.int64)[:, 0]  # As `tf.bitcast` of the [N, 2] sums.
 
 
-class ExactRowIndex(tf.Module):
-  """Exact lookup of rows in a fixed table of rows, each with a value row (see the module doc).
+class RowIndex(tf.Module):
+  """Lookup of rows in a fixed table of rows, each with a value row (see the module doc): the
+  linear key and its `StaticHashTable`; a subclass is one collision guard (`MATCHES`).
+
+  Subclasses set `match` (the guard's name) and implement `guard_of_rows` (what the guard stores
+  per catalogue row), `guard_bytes` (its bytes per row) and `same` (served rows against the
+  gathered stored guard).
 
   Args:
     rows: float32 or integer [N, W]. The catalogue's rows (content embeddings or codes).
@@ -113,7 +118,9 @@ class ExactRowIndex(tf.Module):
     ValueError: if `rows` is not 2-D, holds no row, or `values` has another number of rows.
   """
 
-  def __init__(self, rows: np.ndarray, values: np.ndarray, name: str = "exact_row_index"):
+  match: str = ""
+
+  def __init__(self, rows: np.ndarray, values: np.ndarray, name: str = "row_index"):
     super().__init__(name=name)
     rows, values = np.asarray(rows), np.asarray(values)
     if rows.ndim != 2 or not len(rows) or len(values) != len(rows):
@@ -140,22 +147,19 @@ class ExactRowIndex(tf.Module):
       name=f"{name}_table",
     )
 
-  match = "exact"
-
   @staticmethod
   def guard_of_rows(rows: np.ndarray) -> np.ndarray:
-    """What the guard stores per catalogue row: its int64 words [N, W] (`numpy_words`)."""
-    return numpy_words(rows)
+    """What the guard stores per catalogue row of `rows` [N, W]: [N, ...]."""
+    raise NotImplementedError
 
   @staticmethod
   def guard_bytes(rows: np.ndarray) -> int:
     """Bytes `guard_of_rows` stores per row of `rows` [N, D], without computing it."""
-    width = rows.shape[1]
-    return 8 * (width // 2 if rows.dtype == np.float32 and width % 2 == 0 else width)
+    raise NotImplementedError
 
   def same(self, stored: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
     """bool[B]: the served rows `inputs` pass the guard of the gathered `stored` guard rows."""
-    return tf.reduce_all(tf.equal(stored, words(inputs)), axis=1)
+    raise NotImplementedError
 
   def find(self, inputs: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
     """`(hit bool[B], row int64[B])`: the stored row matching each input (any row where `hit`
@@ -172,15 +176,38 @@ class ExactRowIndex(tf.Module):
       return hit, tf.gather(self.values, row)
 
 
-class FingerprintRowIndex(ExactRowIndex):
-  """`ExactRowIndex` whose guard compares 64-bit FarmHash fingerprints of the rows' bytes
+class ExactRowIndex(RowIndex):
+  """A `RowIndex` whose guard compares the whole row (the "exact" match of the module docstring:
+  a key collision can only turn a hit into a miss). Same arguments, call and results."""
+
+  match = "exact"
+
+  def __init__(self, rows: np.ndarray, values: np.ndarray, name: str = "exact_row_index"):
+    super().__init__(rows, values, name=name)
+
+  @staticmethod
+  def guard_of_rows(rows: np.ndarray) -> np.ndarray:
+    """The rows' int64 words [N, W] (`numpy_words`)."""
+    return numpy_words(rows)
+
+  @staticmethod
+  def guard_bytes(rows: np.ndarray) -> int:
+    width = rows.shape[1]
+    return 8 * (width // 2 if rows.dtype == np.float32 and width % 2 == 0 else width)
+
+  def same(self, stored: tf.Tensor, inputs: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_all(tf.equal(stored, words(inputs)), axis=1)
+
+
+class FingerprintRowIndex(RowIndex):
+  """A `RowIndex` whose guard compares 64-bit FarmHash fingerprints of the rows' bytes
   (`tf.fingerprint`) instead of the rows (the "fingerprint" match of the module docstring: a row
   outside the catalogue hits with probability about N * 2^-128, at most 2^-64). Same arguments,
   call and results, for float32 rows only (content embeddings: integer SIDs are short, and the
   exact guard reads them as cheaply).
 
   Raises:
-    ValueError: as `ExactRowIndex`, and if `rows` are not float32.
+    ValueError: as `RowIndex`, and if `rows` are not float32.
   """
 
   match = "fingerprint"
@@ -297,7 +324,7 @@ class CatalogueCache(tf.Module):
 
   def tokens(
     self,
-    index: ExactRowIndex,
+    index: RowIndex,
     inputs: tf.Tensor,
     compute: Callable[[tf.Tensor], tf.Tensor],
   ) -> tf.Tensor:

@@ -533,7 +533,7 @@ class FrozenVectors:
       for layer, value in zip(self._layers, previous):
         layer.frozen_vectors = value
 
-  def of(self, layer: SidItem, index: catalogue_cache_lib.ExactRowIndex) -> tf.Tensor:
+  def of(self, layer: SidItem, index: catalogue_cache_lib.RowIndex) -> tf.Tensor:
     """float32[N, embedding_dim]: the vector of each of `index`'s rows (its `values` pooled in
     `layer`'s table now)."""
     with tf.init_scope():

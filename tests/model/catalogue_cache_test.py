@@ -234,6 +234,11 @@ class FingerprintRowIndexTest(base.TestCase):
     self.assertIs(type(default.codes_index), catalogue_cache.ExactRowIndex)  # SIDs: exact.
     exact = catalogue_cache.CatalogueCache(rows, tokens, match="exact")
     self.assertIs(type(exact.content_index), catalogue_cache.ExactRowIndex)
+    for index in catalogue_cache.MATCHES.values():  # Sibling guards behind one interface.
+      self.assertTrue(issubclass(index, catalogue_cache.RowIndex))
+    self.assertFalse(issubclass(catalogue_cache.FingerprintRowIndex, catalogue_cache.ExactRowIndex))
+    with self.assertRaises(NotImplementedError):  # The base class has no guard.
+      catalogue_cache.RowIndex(rows, tokens)
     # Per content row: key 8 + row id 8 + tokens 2 * 4, and the guard: 8 (fingerprint) or
     # D * 4 = 24 (exact): 3200 and 4800 bytes for 100 rows.
     with mock.patch.object(catalogue_cache, "MAX_CACHED_BYTES", 3200):
