@@ -42,8 +42,9 @@ def latency_ratios(result: dict) -> dict:
 
 def plot(suite: str, result: dict, path: str, target: float) -> None:
   """`path` (PNG): median latency relative to hash against candidates per request, a panel per
-  history setting, with the target line (`experiment`, `paper`); op time per component of each
-  profiled case as stacked bars (`profile`)."""
+  row tag ("history on" or, with several runtimes, "history on, session"), two per row, with the
+  target line (`experiment`, `paper`); op time per component of each profiled case as stacked
+  bars (`profile`)."""
   if suite == "profile":
     _profile_figure(result, path)
   else:
@@ -68,12 +69,16 @@ def _profile_figure(result: dict, path: str) -> None:
 
 def _ratio_figure(result: dict, path: str, suite: str, target: float) -> None:
   panels = latency_ratios(result)
+  columns = min(max(len(panels), 1), 2)  # Tags "history on, session", ...: a row per history.
+  grid_rows = -(-max(len(panels), 1) // columns)
   fig, axes = plt.subplots(
-    1, max(len(panels), 1), figsize=(9 * max(len(panels), 1), 4.8), sharey=True, squeeze=False
+    grid_rows, columns, figsize=(9 * columns, 4.8 * grid_rows), sharey=True, squeeze=False
   )
   labels = sorted({label for rows in panels.values() for label in rows})
   colours = plt.cm.tab20(np.linspace(0, 1, max(len(labels), 2)))
-  for ax, tag in zip(axes[0], sorted(panels, reverse=True)):  # "history on" first.
+  for ax in axes.flat[len(panels) :]:
+    ax.set_visible(False)
+  for ax, tag in zip(axes.flat, sorted(panels, reverse=True)):  # "history on" first.
     for label, points in sorted(panels[tag].items()):
       ax.plot(
         *zip(*points),
@@ -89,8 +94,9 @@ def _ratio_figure(result: dict, path: str, suite: str, target: float) -> None:
     ax.set_xlabel("candidates per request")
     ax.set_title(tag)
     ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-  axes[0][0].set_ylabel("median latency / hash's, same run")
+  for ax in axes[:, 0]:
+    ax.set_ylabel("median latency / hash's, same run")
   if max((r for rows in panels.values() for p in rows.values() for _, r in p), default=1) > 4:
-    axes[0][0].set_yscale("log")
+    axes[0][0].set_yscale("log")  # Shared by every panel (sharey).
   fig.suptitle(f"Serving latency relative to hash ({suite} suite)")
   report_format.save_figure(fig, path)

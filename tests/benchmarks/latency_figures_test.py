@@ -66,6 +66,25 @@ class PlotTest(base.TestCase):
     latency_figures.plot("experiment", {"latency": LATENCY}, os.path.join(folder, "e.png"), 1.3)
     self._check_png(folder, "e.png")
 
+  def test_ratio_figure_of_several_runtimes(self):
+    # Rows tagged "(history on, session)" find the hash row of the same tag: four panels.
+    latency = {
+      f"{name[:-1]}, {runtime})": cells
+      for runtime in ("session", "eager")
+      for name, cells in LATENCY.items()
+      if name.endswith(("(history on)", "(history off)"))
+    }
+    panels = latency_figures.latency_ratios({"latency": latency})
+    self.assertCountEqual(
+      panels,
+      ["history on, session", "history on, eager", "history off, session", "history off, eager"],
+    )
+    self.assertEqual(panels["history off, eager"], {"spm, new items": [(1, 3.0), (100, 4.5)]})
+    folder = os.path.join(self.get_temp_dir(), "runtimes")
+    os.makedirs(folder)
+    latency_figures.plot("experiment", {"latency": latency}, os.path.join(folder, "r.png"), 1.3)
+    self._check_png(folder, "r.png")
+
   def test_profile_figure(self):
     folder = os.path.join(self.get_temp_dir(), "profile")
     os.makedirs(folder)
