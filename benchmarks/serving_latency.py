@@ -56,7 +56,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks import latency_figures
+from benchmarks import latency_figures, latency_timing
 from export import export_model, serving_assets, signatures
 from features import feature_spec, io_utils, spm_training
 from model import ranker as ranker_lib
@@ -66,7 +66,6 @@ from trainers import artifacts, cli, data_flags, job_flags, ranker_training
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (loads the TF Text kernels of the previous code's export)
-import tqdm
 from absl import app, flags
 
 TARGET_RATIO = 1.3
@@ -83,7 +82,7 @@ flags.DEFINE_list("history", ["on", "off"], "History feature settings to measure
 flags.DEFINE_list("candidates", ["1", "100", "1000"], "Candidates per request.")
 flags.DEFINE_list(
   "runtime",
-  ["session", "eager"],
+  list(latency_timing.RUNTIMES),
   "How requests are run (timed round robin in one run): session (the MetaGraph in a TF1 Session, "
   "one Session.run per request: what tensorflow_model_server runs) and/or eager "
   "(tf.saved_model.load and a signature call from Python, as a Python batch job would).",
@@ -312,54 +311,6 @@ def requests_for(loaded, signature: str, candidates: int, catalogue=None, codes=
   return {name: tf.constant(value) for name, value in inputs.items()}
 
 
-class SessionSignature:
-  """One signature of a SavedModel run as stock TF Serving runs it: the MetaGraph loaded into a
-  TF1 `Session` (what `tensorflow::LoadSavedModel` gives a model server) and one `Session.run`
-  of the SignatureDef's tensors per request, fed NumPy arrays."""
-
-  def __init__(self, export_dir: str, signature: str):
-    self.session = tf.compat.v1.Session(graph=tf.Graph())
-    meta = tf.compat.v1.saved_model.loader.load(self.session, ["serve"], export_dir)
-    self.signature = meta.signature_def[signature]
-    self.outputs = sorted(self.signature.outputs)
-    self.fetches = [self.signature.outputs[k].name for k in self.outputs]
-
-  def feeds(self, request: dict) -> dict:
-    return {self.signature.inputs[k].name: np.asarray(v) for k, v in request.items()}
-
-  def __call__(self, feeds: dict, **run_kwargs) -> dict:
-    """The outputs {name: ndarray} of one request (`feeds` from `feeds`); `run_kwargs` go to
-    `Session.run` (`options`, `run_metadata`)."""
-    return dict(zip(self.outputs, self.session.run(self.fetches, feeds, **run_kwargs)))
-
-  def close(self) -> None:
-    self.session.close()
-
-
-def time_requests(functions, requests, repetitions: int, warmup: int):
-  """Round-robin timing: per repetition, one call of each function on its request (a call returns
-  once the outputs are computed). Returns name -> (wall ms, CPU ms of this process, all threads)
-  arrays."""
-  times = {name: ([], []) for name in functions}
-  for step in tqdm.trange(warmup + repetitions, leave=False, desc="requests"):
-    for name, function in functions.items():
-      start, cpu_start = time.perf_counter(), time.process_time()
-      function(requests[name])
-      if step >= warmup:
-        times[name][0].append((time.perf_counter() - start) * 1e3)
-        times[name][1].append((time.process_time() - cpu_start) * 1e3)
-  return {name: (np.asarray(wall), np.asarray(cpu)) for name, (wall, cpu) in times.items()}
-
-
-def _caller(runtime: str, loaded, path: str, signature: str):
-  """(call(request), request -> what call takes) of one export's `signature` in `runtime`."""
-  if runtime == "session":
-    session = SessionSignature(path, signature)
-    return session, session.feeds
-  function = loaded.signatures[signature]
-  return (lambda request: function(**request)["ctr"].numpy()), (lambda request: request)
-
-
 def latency_table(exports: dict, setup: SidSetup) -> dict:
   """exports: name -> (export dir, signature, request items: "catalogue" or "new"; catalogue
   requests draw from `setup`'s catalogue). Returns "<name>" or, with several `--runtime`s,
@@ -370,7 +321,7 @@ def latency_table(exports: dict, setup: SidSetup) -> dict:
   callers = {}
   for runtime, (name, (path, sig, _)) in itertools.product(FLAGS.runtime, exports.items()):
     row = f"{name[:-1]}, {runtime})" if several else name
-    callers[row] = (name, *_caller(runtime, loaded[name], path, sig))
+    callers[row] = (name, *latency_timing.caller(runtime, loaded[name], path, sig))
   results = {row: {} for row in callers}
   for candidates in (int(c) for c in FLAGS.candidates):
     requests = {
@@ -379,7 +330,7 @@ def latency_table(exports: dict, setup: SidSetup) -> dict:
     }
     functions = {row: call for row, (_, call, _) in callers.items()}
     fed = {row: prepare(requests[name]) for row, (name, _, prepare) in callers.items()}
-    times = time_requests(functions, fed, FLAGS.repetitions, FLAGS.warmup)
+    times = latency_timing.time_requests(functions, fed, FLAGS.repetitions, FLAGS.warmup)
     for row, (wall, cpu) in times.items():
       results[row][candidates] = {
         "median_ms": float(np.median(wall)),
@@ -387,7 +338,7 @@ def latency_table(exports: dict, setup: SidSetup) -> dict:
         "cpu_median_ms": float(np.median(cpu)),
       }
   for _, call, _ in callers.values():
-    if isinstance(call, SessionSignature):
+    if isinstance(call, latency_timing.SessionSignature):
       call.close()
   return results
 
@@ -428,7 +379,7 @@ def profile(export_dir: str, signature: str, candidates: int, catalogue=None, co
   request = requests_for(loaded, signature, candidates, catalogue, codes)
   inputs = {k: v.numpy() for k, v in request.items()}
   per_run, walls = [], []
-  session = SessionSignature(export_dir, signature)
+  session = latency_timing.SessionSignature(export_dir, signature)
   feeds = session.feeds(inputs)
   for _ in range(5):
     session(feeds)
@@ -690,7 +641,7 @@ def main(argv):
       f"--catalogue_match must name one or more of {sorted(catalogue_cache.MATCHES)}. "
       f"Received: --catalogue_match={','.join(FLAGS.catalogue_match)}"
     )
-  bad = sorted(set(FLAGS.runtime) - {"session", "eager"})
+  bad = sorted(set(FLAGS.runtime) - set(latency_timing.RUNTIMES))
   if bad or not FLAGS.runtime:
     raise app.UsageError(
       "--runtime must name session, eager or both. Received: --runtime=" + ",".join(FLAGS.runtime)

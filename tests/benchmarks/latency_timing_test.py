@@ -1,11 +1,12 @@
-"""Tests of the serving-latency benchmark's runtimes on a stand-in export: the TF1-session path
-(what tensorflow_model_server runs) gives the eager signature's outputs, and both time alike."""
+"""Tests of `benchmarks.latency_timing` on a stand-in export: the TF1-session path (what
+tensorflow_model_server runs) gives the eager signature's outputs, and both runtimes time alike.
+The module defines no flags, so importing it beside any other test module cannot clash."""
 
 import os
 
 import numpy as np
 
-from benchmarks import serving_latency
+from benchmarks import latency_timing
 from export import signatures
 from tests import base  # noqa: F401  (sets TF_USE_LEGACY_KERAS first)
 from tests.base import TestCase, tf
@@ -31,7 +32,7 @@ class RuntimesTest(TestCase):
             content_embedding=tf.constant(inputs.pop("content_embedding"))
           )["codes"]
           inputs["codes"] = codes.numpy()
-        session = serving_latency.SessionSignature(self.export_dir, signature)
+        session = latency_timing.SessionSignature(self.export_dir, signature)
         got = session(session.feeds(inputs))
         session.close()
         want = self.loaded.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
@@ -41,7 +42,7 @@ class RuntimesTest(TestCase):
           self.assertAllClose(got[name], value, atol=1e-6)
 
   def test_session_rejects_bad_input_as_the_server_does(self):
-    session = serving_latency.SessionSignature(self.export_dir, signatures.SIGNATURE_DEFAULT)
+    session = latency_timing.SessionSignature(self.export_dir, signatures.SIGNATURE_DEFAULT)
     inputs = dict(
       self.inputs, content_embedding=np.full_like(self.inputs["content_embedding"], np.nan)
     )
@@ -52,12 +53,12 @@ class RuntimesTest(TestCase):
   def test_both_runtimes_time_every_repetition(self):
     functions, requests = {}, {}
     for runtime in ("session", "eager"):
-      call, prepare = serving_latency._caller(  # noqa: SLF001
+      call, prepare = latency_timing.caller(
         runtime, self.loaded, self.export_dir, signatures.SIGNATURE_DEFAULT
       )
       functions[runtime] = call
       requests[runtime] = prepare({k: tf.constant(v) for k, v in self.inputs.items()})
-    times = serving_latency.time_requests(functions, requests, repetitions=4, warmup=1)
+    times = latency_timing.time_requests(functions, requests, repetitions=4, warmup=1)
     self.assertCountEqual(times, ["session", "eager"])
     for wall, cpu in times.values():
       self.assertEqual(wall.shape, (4,))
