@@ -14,7 +14,12 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
-RUNTIMES = ("session", "eager")
+# Each runtime and how a report describes it.
+RUNTIMES = {
+  "session": "session: the SavedModel's MetaGraph in a TF1 Session, one Session.run per request "
+  "(as tensorflow_model_server runs it)",
+  "eager": "eager: tf.saved_model.load + a signature call from Python",
+}
 
 
 class SessionSignature:

@@ -657,17 +657,12 @@ def main(argv):
     "cpus": os.cpu_count(),
     "tf": tf.__version__,
   }
-  runtimes = {
-    "session": "session: the SavedModel's MetaGraph in a TF1 Session, one Session.run per request "
-    "(as tensorflow_model_server runs it)",
-    "eager": "eager: tf.saved_model.load + a signature call from Python",
-  }
   result["runtimes"] = ["session"] if FLAGS.suite == "profile" else list(FLAGS.runtime)
   result["method"] = (
     "session: the SavedModel's MetaGraph in a TF1 Session, step stats of Session.run with "
     "FULL_TRACE, one user per request"
     if FLAGS.suite == "profile"
-    else "; ".join(runtimes[r] for r in FLAGS.runtime)
+    else "; ".join(latency_timing.RUNTIMES[r] for r in FLAGS.runtime)
     + "; one user per request, exports and runtimes round robin"
   )
   base = os.path.join(FLAGS.output_dir, FLAGS.suite)
