@@ -9,10 +9,12 @@ modes of `--sid_inputs`: `cached` is how `trainers.ranker_training` trains (ever
 subword ids computed once before fit, `ranker_training.catalogue_cache`, and gathered per batch),
 `content` the graph encoding every candidate and history item (RQ-VAE encoder + tokenizer) on every
 step, as before the cache. Each (scheme, mode) gets `--warmup_steps` untimed steps (tracing), then
-`--steps` timed steps; the order is repeated `--repeats` times, interleaved, and the median is
-reported, so drifting machine load hits every scheme alike. Besides wall-clock examples/s it
-reports examples per CPU-second of this process (`time.process_time`, all threads): on a machine
-shared with other jobs that figure moves much less than the wall clock. Writes throughput.json,
+`--steps` timed steps; the order is repeated `--repeats` times, interleaved and rotated by one
+place each repeat (`benchmarks.interleaving`: with as many repeats as configurations, each takes
+every position once), and the median is reported, so drifting machine load and position bias hit
+every scheme alike. Besides wall-clock examples/s it reports examples per CPU-second of this
+process (`time.process_time`, all threads): on a machine shared with other jobs that figure moves
+much less than the wall clock. Writes throughput.json,
 throughput.md and throughput.png in --output_dir (default runs/ranker_throughput, under the
 repository's git-ignored runs/ when started from its root, as the other benchmarks).
 """
@@ -27,6 +29,7 @@ import time  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+from benchmarks import interleaving  # noqa: E402
 from features import io_utils  # noqa: E402
 from model import ranker as ranker_lib  # noqa: E402
 from model import (
@@ -128,7 +131,8 @@ def main(argv):
   timings = {name: [] for name in models}
   cpu_timings = {name: [] for name in models}
   for repeat in range(FLAGS.repeats):
-    for name, (model, batches) in models.items():
+    for name in interleaving.rotated(list(models), repeat):
+      model, batches = models[name]
       step = model.make_train_function()
       it = iter(tf.data.Dataset.from_tensor_slices(batches).repeat())
       for _ in range(FLAGS.warmup_steps):
