@@ -499,11 +499,10 @@ def run_profile(work: str) -> dict:
   }
   if FLAGS.head_tree:
     head_dir = head_export(setup, True, os.path.join(work, "profile_spm_head"))
-    cases = {
-      "before (--head_tree): serving_default": (head_dir, default, "new"),
-      "before (--head_tree): predict_codes": (head_dir, codes, "new"),
-      **cases,
-    }
+    before = {"before (--head_tree): serving_default": (head_dir, default, "new")}
+    if codes in tf.saved_model.load(head_dir).signatures:  # Older trees have no codes signature.
+      before["before (--head_tree): predict_codes"] = (head_dir, codes, "new")
+    cases = {**before, **cases}
   candidates = FLAGS.profile_candidates
   return {
     "profile": {
