@@ -14,9 +14,9 @@ place each repeat (`benchmarks.interleaving`: with as many repeats as configurat
 every position once), and the median is reported, so drifting machine load and position bias hit
 every scheme alike. Besides wall-clock examples/s it reports examples per CPU-second of this
 process (`time.process_time`, all threads): on a machine shared with other jobs that figure moves
-much less than the wall clock. Writes throughput.json,
-throughput.md and throughput.png in --output_dir (default runs/ranker_throughput, under the
-repository's git-ignored runs/ when started from its root, as the other benchmarks).
+much less than the wall clock. Writes throughput.json, throughput.md and throughput.png in
+--output_dir (default runs/ranker_throughput, under the repository's git-ignored runs/ when started
+from its root, as the other benchmarks).
 """
 
 import os
